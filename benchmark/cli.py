@@ -1,0 +1,192 @@
+"""Command line: `python -m benchmark {list,run,publish,data,check}`.
+
+Exit codes: 0 success, 1 some cells failed, 2 usage or input error (one-line reason on stderr).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import BenchmarkError
+
+KIND_CHOICES = ["datasets", "detectors", "explainers", "metrics"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        print(f"error: {message} (see `python -m benchmark {self.prog.split()[-1]} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _names(value: str) -> list[str]:
+    return [v for v in value.replace(",", " ").split() if v]
+
+
+def _seeds(value: str) -> list[int]:
+    try:
+        return [int(v) for v in _names(value)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes integers, got {value!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="benchmark", description="audio-xai-bench: explainers x detectors x datasets")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("list", help="registered plugins and their metadata")
+    p.add_argument("kind", nargs="?", help="datasets, detectors, explainers or metrics (default: all)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("run", help="run a suite (cached, resumable) and publish its leaderboards")
+    p.add_argument("--suite", required=True, help="smoke, quick, full, or a path to a suite TOML")
+    p.add_argument("--datasets", type=_names, help="only these datasets of the suite")
+    p.add_argument("--detectors", type=_names, help="only these detectors of the suite")
+    p.add_argument("--explainers", type=_names, help="only these explainers of the suite")
+    p.add_argument("--seeds", type=_seeds, help="only these seeds of the suite")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, or cuda")
+    p.add_argument("--executor", default="local", choices=["local", "dask"])
+    p.add_argument("--out", default="runs", type=Path, help="the results store (default: runs/)")
+    p.add_argument("--leaderboards", default="leaderboards", type=Path, help="where tables go")
+    p.add_argument("--data-root", help="folder of a real dataset (dcase, woodplaner) for the suite's loaders")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("publish", help="rebuild a suite's leaderboards from the store")
+    p.add_argument("--suite", required=True)
+    p.add_argument("--out", default="runs", type=Path)
+    p.add_argument("--leaderboards", default="leaderboards", type=Path)
+
+    p = sub.add_parser("data", help="write a synthetic dataset to disk, or check one on disk")
+    dsub = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    q = dsub.add_parser("synth", help="write a synthetic dataset in the DCASE or planer layout")
+    q.add_argument("name")
+    q.add_argument("--out", required=True, type=Path)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--layout", choices=["dcase", "planer"])
+    q.add_argument("--size", default=None, help="size table of the recipe (tiny, smoke, quick, full)")
+    q = dsub.add_parser("check", help="validate a dataset on disk and print its counts")
+    q.add_argument("--dataset", required=True)
+    q.add_argument("--data-root", required=True)
+
+    p = sub.add_parser("check", help="conformance checks of registered plugins")
+    p.add_argument("kind", nargs="?", help="explainer or detector (default: all)")
+    p.add_argument("name", nargs="?", help="one plugin (default: all of the kind)")
+    return parser
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .registry import KINDS, registry
+    kinds = [registry(args.kind).kind] if args.kind else list(KINDS)
+    listing = {k: [p.describe() for p in registry(k).plugins()] for k in kinds}
+    if args.json:
+        print(json.dumps(listing, indent=1, default=str))
+        return 0
+    for kind, plugins in listing.items():
+        print(f"{kind}s ({len(plugins)}):")
+        for p in plugins:
+            meta = {k: v for k, v in p.items() if k not in ("name", "summary")}
+            shown = "  ".join(f"{k}={_short(v)}" for k, v in meta.items())
+            print(f"  {p['name']:<26} {p['summary']}")
+            if shown:
+                print(f"  {'':<26} {shown}")
+    return 0
+
+
+def _short(v) -> str:
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return ",".join(map(str, v))
+    if isinstance(v, dict):
+        return ",".join(f"{k}:{x}" for k, x in v.items())
+    return str(v)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .executors import make_executor
+    from .leaderboard import publish
+    from .runner import run_suite
+    from .store import Store
+    from .suites import load_suite, narrow
+    from .workspace import resolve_device
+
+    suite = narrow(load_suite(args.suite), datasets=args.datasets, detectors=args.detectors,
+                   explainers=args.explainers, seeds=args.seeds)
+    if args.data_root:
+        suite = _with_data_root(suite, args.data_root)
+    device = resolve_device(args.device)
+    executor = make_executor(args.executor)
+    t0 = time.monotonic()
+    summary = run_suite(suite, out=args.out, device=device, executor=executor,
+                        show_progress=not args.no_progress and sys.stderr.isatty())
+    folder = publish(Store(args.out), suite.name, args.leaderboards)
+    print(f"{suite.name}: {summary.done} cells computed, {summary.cached} cached, {len(summary.skipped)} skipped, "
+          f"{len(summary.failed)} failed in {time.monotonic() - t0:.1f} s on {device}; leaderboards in {folder}")
+    for line in summary.skipped:
+        print(f"  skipped  {line}")
+    for line in summary.failed:
+        print(f"  FAILED   {line}")
+    return summary.exit_code
+
+
+def _with_data_root(suite, data_root: str):
+    from dataclasses import replace
+
+    from .suites import PluginConfig
+    datasets = []
+    for ds in suite.datasets:
+        params = dict(ds.params)
+        if "data_root" in _factory_params(ds):
+            params["data_root"] = data_root
+        datasets.append(PluginConfig(ds.kind, ds.name, params, ds.budget))
+    return replace(suite, datasets=tuple(datasets))
+
+
+def _factory_params(config) -> list[str]:
+    import inspect
+    return list(inspect.signature(config.plugin.factory).parameters)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from .leaderboard import publish
+    from .store import Store
+    from .suites import load_suite
+    name = load_suite(args.suite).name
+    folder = publish(Store(args.out), name, args.leaderboards)
+    print(f"published {name} to {folder}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from . import data_commands
+    if args.data_command == "synth":
+        params = {"size": args.size} if args.size else {}
+        print(data_commands.synth(args.name, args.out, seed=args.seed, layout=args.layout, **params))
+    else:
+        print(data_commands.check(args.dataset, args.data_root))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .conformance import check
+    ok, report = check(args.kind, args.name)
+    print(report)
+    return 0 if ok else 1
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "publish": cmd_publish, "data": cmd_data, "check": cmd_check}
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except BenchmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished cells are kept; run the same command again to resume", file=sys.stderr)
+        return 130

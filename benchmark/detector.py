@@ -1,0 +1,170 @@
+"""The detector protocol: a differentiable anomaly score of the canonical log-mel.
+
+Every detector maps `x: [B, 1, F, T]` to `score: [B]` (higher = more anomalous), differentiably, so
+gradient explainers land on the canonical grid. After `fit`, the engine calls `calibrate` with the
+scores of held-out normal clips and `set_eer_threshold` with the labelled test scores; all three
+thresholds live in buffers, so they travel with the checkpoint.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from sklearn.metrics import roc_curve
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much training a suite allows. Epochs bound the work; `max_seconds` is only a safety cap
+    (a run cut by it is not reproducible, and the cell says so in its log)."""
+
+    epochs: int = 100
+    patience: int = 10
+    batch_size: int = 32
+    max_seconds: float = 3600.0
+
+
+class Detector(torch.nn.Module):
+    """Base class. Subclasses implement `fit` and `score`; reconstruction models `reconstruct`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("tau", torch.tensor(0.0))
+        self.register_buffer("temperature", torch.tensor(1.0))
+        self.register_buffer("eer_threshold", torch.tensor(0.0))
+        self.register_buffer("normal_mean", torch.zeros(0))
+        self.register_buffer("normal_median_score", torch.tensor(0.0))
+
+    # --- the protocol -------------------------------------------------------------------------
+    def build(self, grid: tuple[int, int], n_groups: int) -> None:
+        """Create the shape-dependent modules for a `(F, T)` grid and `n_groups` machine/section
+        classes. The engine calls it before `fit` and before `load_state_dict`; subclasses that
+        override it call `super().build(grid, n_groups)` first."""
+        self.normal_mean = torch.zeros(1, 1, *grid, device=self.tau.device)
+
+    def fit(self, train: torch.Tensor, val: torch.Tensor, *, train_groups: torch.Tensor,
+            val_groups: torch.Tensor, seed: int, budget: Budget,
+            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Train on normal log-mels `train: [N, 1, F, T]`, early-stop on `val: [M, 1, F, T]`.
+
+        `*_groups: [N]` long, the machine/section class of each clip (auxiliary-task detectors).
+        The detector is already on its device; training tensors arrive on the CPU.
+        """
+        raise NotImplementedError
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """Anomaly score `[B]` of `x: [B, 1, F, T]`; differentiable in x."""
+        raise NotImplementedError
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} does not reconstruct its input")
+
+    def reference(self, x: torch.Tensor) -> torch.Tensor:
+        """A normal counterpart of x `[B, 1, F, T]`; by default the mean normal training log-mel."""
+        return self.normal_mean.to(x.dtype).expand_as(x)
+
+    def layers(self) -> dict[str, torch.nn.Module]:
+        """Hookable modules by name, encoder order; the one named 'gradcam' is Grad-CAM's layer."""
+        return {}
+
+    # --- engine-side calibration ----------------------------------------------------------------
+    def remember_normals(self, train: torch.Tensor) -> None:
+        self.normal_mean = train.mean(dim=0, keepdim=True).detach().clone()
+
+    def calibrate(self, val_scores: torch.Tensor) -> None:
+        """tau = 0.9 quantile of normal validation scores; temperature = their IQR."""
+        s = val_scores.detach().double()
+        q25, q50, q75, q90 = torch.quantile(s, torch.tensor([0.25, 0.5, 0.75, 0.9], dtype=s.dtype))
+        self.tau = q90.float().to(self.tau.device)
+        iqr = float(q75 - q25)
+        self.temperature = torch.tensor(iqr if iqr > 0 else max(float(s.std()), 1e-6)).to(self.tau.device)
+        self.normal_median_score = q50.float().to(self.tau.device)
+
+    def set_eer_threshold(self, scores: torch.Tensor, labels: torch.Tensor) -> None:
+        """The threshold where false-positive and false-negative rates meet on labelled test clips."""
+        keep = labels >= 0
+        y, s = labels[keep].cpu().numpy(), scores[keep].detach().double().cpu().numpy()
+        if len(set(y.tolist())) < 2:
+            self.eer_threshold = self.tau.clone()
+            return
+        fpr, tpr, thr = roc_curve(y, s)
+        i = int((abs(fpr - (1 - tpr))).argmin())
+        self.eer_threshold = torch.tensor(float(thr[i]) if thr[i] != float("inf") else float(s.max()))
+
+    def p_anom(self, x: torch.Tensor) -> torch.Tensor:
+        """Calibrated anomaly probability `[B]` = sigmoid((score - tau) / T), differentiable."""
+        return self.p_from_score(self.score(x))
+
+    def p_from_score(self, s: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid((s - self.tau) / self.temperature)
+
+    def decision(self, s: torch.Tensor) -> torch.Tensor:
+        """Anomalous (1) or normal (0) at the EER threshold, from scores `[B]`."""
+        return (s >= self.eer_threshold).long()
+
+
+def batched_scores(detector: Detector, x: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+    """Scores of a stack of log-mels without gradients, `[N]` on the CPU."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            out.append(detector.score(x[i:i + batch_size].to(device)).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def train_epochs(
+    model: torch.nn.Module,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    train: torch.Tensor,
+    val: torch.Tensor,
+    *,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any | None,
+    budget: Budget,
+    seed: int,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Minibatch training with early stopping on the validation loss; best weights restored.
+
+    `loss_fn(x) -> scalar` computes the training loss of a batch on the model's device.
+    """
+    device = next(model.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    best, best_state, stale, epoch = float("inf"), None, 0, 0
+    t0, history, capped = time.monotonic(), [], False
+    for epoch in range(1, budget.epochs + 1):
+        model.train()
+        order = torch.randperm(len(train), generator=g)
+        for i in range(0, len(train), budget.batch_size):
+            xb = train[order[i:i + budget.batch_size]].to(device)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(xb)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step(epoch - 1 + i / max(1, len(train)))
+        model.eval()
+        with torch.no_grad():
+            vals = [float(loss_fn(val[i:i + budget.batch_size].to(device))) * len(val[i:i + budget.batch_size])
+                    for i in range(0, len(val), budget.batch_size)]
+        v = sum(vals) / max(1, len(val))
+        history.append(v)
+        if progress:
+            progress(f"epoch {epoch} val {v:.4g}")
+        if v < best - 1e-12:
+            best, stale = v, 0
+            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+        else:
+            stale += 1
+        if stale >= budget.patience:
+            break
+        if time.monotonic() - t0 > budget.max_seconds:
+            capped = True
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return {"epochs": epoch, "best_val_loss": best, "capped_by_time": capped,
+            "train_seconds": time.monotonic() - t0}

@@ -1,0 +1,213 @@
+"""The evaluate cell: explain selected test clips with one explainer and score every metric on them."""
+from __future__ import annotations
+
+import io
+import time
+from typing import Any, Callable
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from .cells import DATASET_NEEDS, EvaluateCell
+from .dataset import ClipTable, Dataset
+from .detector import Budget, Detector
+from .errors import CellFailure
+from .explainer import Explainer
+from .metrics.context import MetricContext, MetricResult
+from .registry import registry
+from .store import DONE, FAILED, atomic_write_bytes
+from .training import clip_rows
+from .types import Batch, Explanation
+from .workspace import Workspace, seed_everything
+
+TRUTH_NEEDS = {"tf_mask", "intervals"}
+
+
+def dataset_provides(dataset: Dataset) -> set[str]:
+    caps = set(dataset.truth)
+    if dataset.has_waveforms:
+        caps.add("waveform")
+    return caps
+
+
+def select_clips(table: ClipTable, evaluate: dict[str, Any], seed: int) -> torch.Tensor:
+    """Row indices of the clips to explain: anomalous (or all labelled) test clips, a seeded subset,
+    in table order. The subset does not depend on the detector or explainer, so cells share clips."""
+    keep = table.labels == 1 if evaluate["clips"] == "anomalous" else table.labels >= 0
+    rows = torch.nonzero(keep).flatten()
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))
+    return rows[order[: evaluate["max_clips"]]].sort().values
+
+
+def check_explanation(expl: Explanation, batch: Batch, name: str) -> None:
+    b, _, n_mels, n_frames = batch.x.shape
+    if tuple(expl.attribution.shape) != (b, n_mels, n_frames):
+        raise CellFailure(f"explainer {name} returned attribution of shape {tuple(expl.attribution.shape)}, "
+                          f"want {(b, n_mels, n_frames)}")
+    if not torch.isfinite(expl.attribution).all():
+        raise CellFailure(f"explainer {name} returned non-finite attribution values")
+
+
+def metric_needs_unmet(needs: frozenset[str], provides: set[str], explanation_has_audio: bool,
+                       detector: Detector) -> str | None:
+    for need in sorted(needs):
+        if need in DATASET_NEEDS and need not in provides:
+            return f"needs {need}, which the dataset does not provide"
+        if need == "explanation_audio" and not explanation_has_audio:
+            return "needs a listenable explanation, which this explainer does not return"
+        if need == "reconstruction" and "reconstructs" not in _capabilities(detector):
+            return "needs a reconstructing detector"
+    return None
+
+
+def _capabilities(detector: Detector) -> frozenset[str]:
+    for plugin in registry("detector").plugins():
+        if isinstance(detector, plugin.factory):
+            return plugin.capabilities
+    return frozenset()
+
+
+def prepare_explainer(cell: EvaluateCell, ws: Workspace, detector: Detector, spec) -> tuple[Explainer, dict]:
+    explainer = registry("explainer").make(cell.explainer.name, **cell.explainer.params)
+    explainer.bind(spec, ws.device)
+    log: dict[str, Any] = {}
+    if explainer.trains:
+        state = ws.store.load_checkpoint(cell.interpreter_key, ws.device)
+        if state is None:
+            seed_everything(cell.train.seed)
+            train = ws.table(cell.train.dataset, "train")
+            log = explainer.fit(detector, train.where(train.labels == 0), seed=cell.train.seed,
+                                budget=cell.explainer.budget or Budget())
+            ws.store.save_checkpoint(cell.interpreter_key, {"state": explainer.state_dict(), "log": log})
+        else:
+            explainer.load_state_dict(state["state"])
+            log = state.get("log", {})
+    return explainer, log
+
+
+def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str], None] | None = None):
+    t0 = time.monotonic()
+    evaluate = dict(cell.evaluate)
+    seed = cell.train.seed
+    dataset = ws.dataset(cell.train.dataset)
+    test = ws.table(cell.train.dataset, "test")
+    detector = ws.detector(cell.train.key, cell.train.detector)
+    if ws.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(ws.device)
+    seed_everything(seed)
+    explainer, fit_log = prepare_explainer(cell, ws, detector, dataset.spec)
+    provides = dataset_provides(dataset)
+    chosen = select_clips(test, evaluate, seed)
+    rows: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    failures: dict[str, str] = {}
+    passes = {"explainer_forward": 0.0, "explainer_backward": 0.0, "metric_forward": 0.0, "metric_backward": 0.0}
+    ident = dict(dataset=cell.train.dataset.name, detector=cell.train.detector.name, seed=seed,
+                 explainer=cell.explainer.name)
+    n_batches = (len(chosen) + evaluate["batch_size"] - 1) // evaluate["batch_size"]
+    explain_seconds = 0.0
+    for bi in range(n_batches):
+        idx = chosen[bi * evaluate["batch_size"]:(bi + 1) * evaluate["batch_size"]]
+        batch = test.batch(idx).to(ws.device)
+
+        def explain_with(det: Detector, b: Batch, _bi: int = bi) -> Explanation:
+            return explainer.explain(det, b, generator=torch.Generator().manual_seed(seed * 1_000_003 + _bi))
+
+        te = time.monotonic()
+        expl = explain_with(detector, batch)
+        explain_seconds += time.monotonic() - te
+        check_explanation(expl, batch, cell.explainer.name)
+        passes["explainer_forward"] += expl.forward_passes * len(batch)
+        passes["explainer_backward"] += expl.backward_passes * len(batch)
+        with torch.no_grad():
+            scores = detector.score(batch.x)
+        base = clip_rows(test, idx.tolist(), **ident)
+        for metric in cell.metrics:
+            if metric.name in skipped or metric.name in failures:
+                continue
+            plugin = metric.plugin
+            reason = metric_needs_unmet(plugin.needs, provides, expl.audio is not None, detector)
+            if reason:
+                skipped[metric.name] = reason
+                continue
+            sub = torch.arange(len(batch), device=batch.x.device)
+            if plugin.needs & TRUTH_NEEDS:
+                sub = torch.nonzero(batch.has_truth).flatten()
+                if len(sub) == 0:
+                    continue
+            ctx = MetricContext(batch=batch.select(sub), explanation=_select_explanation(expl, sub),
+                                detector=detector, spec=dataset.spec, scores=scores[sub], explain=explain_with,
+                                generator=torch.Generator().manual_seed(seed * 7_919 + bi))
+            try:
+                result = plugin.factory(ctx, **metric.params)
+                _append_metric_rows(rows, base, sub.tolist(), metric.name, result)
+            except Exception as exc:  # one metric's failure is recorded; the others still count
+                failures[metric.name] = f"{type(exc).__name__}: {exc}"
+                continue
+            passes["metric_forward"] += result.forward_passes * len(sub)
+            passes["metric_backward"] += result.backward_passes * len(sub)
+        if bi == 0:
+            save_examples(ws, cell, batch, expl, dataset.spec.sample_rate, evaluate["examples"])
+        if progress:
+            progress(f"batch {bi + 1}/{n_batches}")
+    n = max(1, len(chosen))
+    cost = {"wall_s": time.monotonic() - t0, "explain_s": explain_seconds, "n_clips": len(chosen),
+            **{k: v / n for k, v in passes.items()}, "peak_memory_mb": _peak_memory_mb(ws.device)}
+    record = {"status": FAILED if failures else DONE, "cell": "evaluate", "label": cell.label,
+              "dataset": ident["dataset"], "detector": ident["detector"], "explainer": ident["explainer"],
+              "seed": seed, "skipped_metrics": skipped, "failed_metrics": failures, "fit_log": fit_log,
+              "cost": cost}
+    if failures:
+        record["reason"] = "; ".join(f"{k}: {v}" for k, v in sorted(failures.items()))
+    return record, rows
+
+
+def _select_explanation(expl: Explanation, sub: torch.Tensor) -> Explanation:
+    pick = lambda t: None if t is None else t[sub]  # noqa: E731
+    return Explanation(attribution=expl.attribution[sub], audio=pick(expl.audio), mask=pick(expl.mask),
+                       forward_passes=expl.forward_passes, backward_passes=expl.backward_passes)
+
+
+def _append_metric_rows(rows: list, base: list[dict], sub: list[int], name: str, result: MetricResult) -> None:
+    chance = None if result.chance is None else result.chance.detach().double().cpu()
+    for param, values in result.values.items():
+        v = values.detach().double().cpu()
+        if v.shape != (len(sub),):
+            raise CellFailure(f"metric {name}[{param}] returned shape {tuple(v.shape)}, want ({len(sub)},)")
+        if not torch.isfinite(v).all():
+            raise CellFailure(f"metric {name}[{param}] returned non-finite values")
+        for j, i in enumerate(sub):
+            rows.append({**base[i], "metric": name, "param": str(param), "value": float(v[j]),
+                         "chance": float(chance[j]) if chance is not None else float("nan")})
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def save_examples(ws: Workspace, cell: EvaluateCell, batch: Batch, expl: Explanation, sample_rate: int,
+                  count: int) -> None:
+    """A few clips per cell for the gallery: log-mel, attribution and truth (npz), explanation audio (wav)."""
+    folder = ws.store.examples_dir(cell.key)
+    for i in range(min(count, len(batch))):
+        arrays = {"x": batch.x[i, 0].detach().cpu().numpy().astype(np.float16),
+                  "attribution": expl.attribution[i].detach().float().cpu().numpy().astype(np.float16)}
+        if batch.tf_mask is not None:
+            arrays["tf_mask"] = batch.tf_mask[i].cpu().numpy()
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        stem = batch.ids[i].replace("/", "__")
+        atomic_write_bytes(folder / f"{stem}.npz", buf.getvalue())
+        if expl.audio is not None:
+            for tag, wave in (("input", batch.waveform), ("explanation", expl.audio)):
+                if wave is None:
+                    continue
+                w = wave[i].detach().float().cpu().numpy()
+                peak = float(np.abs(w).max()) or 1.0
+                out = io.BytesIO()
+                sf.write(out, w / max(1.0, peak), sample_rate, format="WAV", subtype="PCM_16")
+                atomic_write_bytes(folder / f"{stem}.{tag}.wav", out.getvalue())

@@ -1,0 +1,158 @@
+"""The canonical time-frequency grid: `FeatureSpec`, the differentiable `LogMel`, and truth on the grid.
+
+Shapes: waveforms `w: [B, N]`; log-mel `x: [B, 1, F, T]`; masks `[F, T]`; frame labels `[T]`.
+Frames are centred (frame t covers time t·hop/sr), so a clip of N samples has `1 + N // hop` frames.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Iterable, Literal
+
+import torch
+import torchaudio
+
+from .errors import BenchmarkError
+
+LogType = Literal["db", "log10"]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """How a dataset's waveforms map to its log-mel grid (one grid per dataset)."""
+
+    sample_rate: int
+    n_fft: int
+    win_length: int
+    hop_length: int
+    n_mels: int
+    f_min: float = 0.0
+    f_max: float | None = None
+    mel_scale: Literal["htk", "slaney"] = "htk"
+    log: LogType = "db"
+    duration_s: float = 10.0
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    @property
+    def n_samples(self) -> int:
+        return int(round(self.duration_s * self.sample_rate))
+
+    @property
+    def n_frames(self) -> int:
+        return 1 + self.n_samples // self.hop_length
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(F, T) of a clip of the nominal duration."""
+        return self.n_mels, self.n_frames
+
+    def frames_for(self, n_samples: int) -> int:
+        return 1 + n_samples // self.hop_length
+
+    def with_duration(self, duration_s: float) -> "FeatureSpec":
+        return replace(self, duration_s=float(duration_s))
+
+    def mel_band_edges_hz(self) -> torch.Tensor:
+        """Lower and upper edge in Hz of every mel band: `[F, 2]`."""
+        f_max = self.f_max or self.sample_rate / 2
+        m_lo, m_hi = _hz_to_mel(self.f_min, self.mel_scale), _hz_to_mel(f_max, self.mel_scale)
+        pts = torch.linspace(m_lo, m_hi, self.n_mels + 2, dtype=torch.float64)
+        hz = torch.tensor([_mel_to_hz(float(m), self.mel_scale) for m in pts], dtype=torch.float64)
+        return torch.stack([hz[:-2], hz[2:]], dim=1)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _hz_to_mel(f: float, scale: str) -> float:
+    if scale == "htk":
+        return 2595.0 * math.log10(1.0 + f / 700.0)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    if f < min_log_hz:
+        return f / f_sp
+    return min_log_hz / f_sp + math.log(f / min_log_hz) / (math.log(6.4) / 27.0)
+
+
+def _mel_to_hz(m: float, scale: str) -> float:
+    if scale == "htk":
+        return 700.0 * (10 ** (m / 2595.0) - 1.0)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel = min_log_hz / f_sp
+    if m < min_log_mel:
+        return f_sp * m
+    return min_log_hz * math.exp((math.log(6.4) / 27.0) * (m - min_log_mel))
+
+
+PRESETS: dict[str, FeatureSpec] = {
+    # DCASE task 2 baseline: 16 kHz, n_fft 1024, hop 512, 128 mels, 10·log10 power -> 128 x 313
+    "dcase": FeatureSpec(16000, 1024, 1024, 512, 128, 0.0, 8000.0, "htk", "db"),
+    # Wood planer: 80 mels, 50 ms windows, 25 ms hop (40 frames/s), log10(mel + 1e-10) -> 80 x 401
+    "planer": FeatureSpec(20000, 1024, 1000, 500, 80, 0.0, 10000.0, "htk", "log10"),
+}
+
+
+def preset(name: str) -> FeatureSpec:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise BenchmarkError(f"unknown feature preset {name!r}; presets: {', '.join(PRESETS)}") from None
+
+
+class LogMel(torch.nn.Module):
+    """Differentiable waveform -> log-mel: `[B, N] -> [B, 1, F, T]` (float32, on the input's device)."""
+
+    def __init__(self, spec: FeatureSpec):
+        super().__init__()
+        self.spec = spec
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=spec.sample_rate, n_fft=spec.n_fft, win_length=spec.win_length,
+            hop_length=spec.hop_length, f_min=spec.f_min, f_max=spec.f_max, n_mels=spec.n_mels,
+            power=2.0, center=True, pad_mode="reflect", mel_scale=spec.mel_scale,
+            norm="slaney" if spec.mel_scale == "slaney" else None,
+        )
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        if w.dim() == 1:
+            w = w.unsqueeze(0)
+        power = self.mel(w)
+        if self.spec.log == "db":
+            out = 10.0 * torch.log10(power + torch.finfo(torch.float32).eps)
+        else:
+            out = torch.log10(power + 1e-10)
+        return out.unsqueeze(1)
+
+
+def power_mel(spec: FeatureSpec, w: torch.Tensor) -> torch.Tensor:
+    """Mel power (no log) of waveforms `[B, N] -> [B, F, T]`, for ideal-binary-mask ground truth."""
+    return LogMel(spec).to(w.device).mel(w)
+
+
+def frame_labels_from_intervals(
+    intervals: Iterable[tuple[float, float]], spec: FeatureSpec, n_frames: int
+) -> torch.Tensor:
+    """Half-open time intervals in seconds -> frame labels `[T]` bool (frame t at t·hop/sr)."""
+    labels = torch.zeros(n_frames, dtype=torch.bool)
+    fps = spec.frames_per_second
+    for onset_s, offset_s in intervals:
+        lo = max(0, math.ceil(onset_s * fps - 1e-9))
+        hi = min(n_frames, math.ceil(offset_s * fps - 1e-9))
+        if hi > lo:
+            labels[lo:hi] = True
+    return labels
+
+
+def mask_from_events(events: Iterable, spec: FeatureSpec, n_frames: int) -> torch.Tensor:
+    """Events -> time-frequency mask `[F, T]` bool; an event without a band covers all mel bands."""
+    edges = spec.mel_band_edges_hz()
+    mask = torch.zeros(spec.n_mels, n_frames, dtype=torch.bool)
+    for ev in events:
+        frames = frame_labels_from_intervals([(ev.onset_s, ev.offset_s)], spec, n_frames)
+        if ev.f_lo_hz is None or ev.f_hi_hz is None:
+            bands = torch.ones(spec.n_mels, dtype=torch.bool)
+        else:
+            bands = (edges[:, 1] > ev.f_lo_hz) & (edges[:, 0] < ev.f_hi_hz)
+        mask |= bands[:, None] & frames[None, :]
+    return mask

@@ -1,0 +1,160 @@
+"""Leaderboards derived from the long-format store: `leaderboard.csv`, `detectors.csv`, `cost.csv`.
+
+`leaderboard.csv` has one row per dataset x detector x explainer and, for every metric[param],
+the columns `.mean`, `.ci_low`, `.ci_high` (95 % bootstrap over clips), `.seed_std` (std of the
+per-seed means), `.n` (clip results), `.chance` (where defined) and `.rank` (within dataset x
+detector, 1 = best in the metric's direction). Percentile metrics also get `[max]` (max over p of the
+mean) and `[mean98_99]`. Neither it nor `detectors.csv` holds wall-clock values, so the same store
+gives byte-identical files.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import BenchmarkError
+from .metrics.detection import detection_table
+from .registry import registry
+from .store import Store, atomic_write_bytes
+
+KEYS = ["dataset", "detector", "explainer"]
+BOOTSTRAP_RESAMPLES = 1000
+FLOAT_FORMAT = "%.6g"
+SCORE_METRIC = "anomaly_score"
+
+
+def column_name(metric: str, param: str) -> str:
+    return f"{metric}[{param}]" if param else metric
+
+
+def bootstrap_ci(values: np.ndarray, *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of `values` `[n]`, resampling clips with replacement."""
+    n = len(values)
+    if n == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+def _summary(values: np.ndarray, seeds: np.ndarray, chance: np.ndarray) -> dict[str, float]:
+    lo, hi = bootstrap_ci(values)
+    per_seed = pd.Series(values).groupby(seeds).mean()
+    return {"mean": float(values.mean()), "ci_low": lo, "ci_high": hi,
+            "seed_std": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else float("nan"),
+            "n": float(len(values)), "chance": float(np.nanmean(chance)) if np.isfinite(chance).any() else float("nan")}
+
+
+def _percentile_summaries(group: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """`[max]` (max over p of the mean, bootstrapped jointly over clips) and `[mean98_99]`."""
+    wide = group.pivot_table(index=["clip_id", "detector_seed"], columns="param", values="value", aggfunc="first")
+    out: dict[str, dict[str, float]] = {}
+    if wide.shape[1] < 2 or wide.isna().any().any():
+        return out
+    matrix = wide.to_numpy()
+    seeds = wide.index.get_level_values("detector_seed").to_numpy()
+    n = len(matrix)
+    rng = np.random.default_rng(0)
+    boot = matrix[rng.integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))].mean(axis=1).max(axis=1)
+    per_seed = pd.DataFrame(matrix).groupby(seeds).mean().max(axis=1)
+    lo, hi = np.quantile(boot, [0.025, 0.975])
+    out["max"] = {"mean": float(matrix.mean(axis=0).max()), "ci_low": float(lo), "ci_high": float(hi),
+                  "seed_std": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else float("nan"),
+                  "n": float(n), "chance": float("nan")}
+    if {"98", "99"} <= set(wide.columns):
+        pair = wide[["98", "99"]].to_numpy().mean(axis=1)
+        out["mean98_99"] = _summary(pair, seeds, np.full(n, np.nan))
+    return out
+
+
+def _is_percentile_param(params: pd.Series) -> bool:
+    return params.str.fullmatch(r"\d+").all() and params.nunique() > 1
+
+
+def leaderboard_table(rows: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
+    """Wide leaderboard from per-clip rows and the cell records (status of every evaluate cell)."""
+    rows = rows[rows["metric"] != SCORE_METRIC]
+    stats: dict[tuple, dict[str, float]] = {}
+    for (ds, det, ex, metric), group in rows.groupby(KEYS + ["metric"], sort=True):
+        group = group.sort_values(["param", "clip_id", "detector_seed"])
+        for param, g in group.groupby("param", sort=True):
+            summary = _summary(g["value"].to_numpy(), g["detector_seed"].to_numpy(), g["chance"].to_numpy())
+            for k, v in summary.items():
+                stats.setdefault((ds, det, ex), {})[f"{column_name(metric, param)}.{k}"] = v
+        if _is_percentile_param(group["param"]):
+            for param, summary in _percentile_summaries(group).items():
+                for k, v in summary.items():
+                    stats[(ds, det, ex)][f"{column_name(metric, param)}.{k}"] = v
+    status = _cell_status(records)
+    index = sorted(set(stats) | set(status))
+    table = pd.DataFrame([{**dict(zip(KEYS, key)), "status": status.get(key, "done"), **stats.get(key, {})}
+                          for key in index], columns=None)
+    if table.empty:
+        return pd.DataFrame(columns=KEYS + ["status"])
+    metric_cols = sorted(c for c in table.columns if c.endswith(".mean"))
+    for col in metric_cols:
+        metric = col.split("[")[0].removesuffix(".mean")
+        ascending = not _higher_is_better(metric)
+        table[col.removesuffix(".mean") + ".rank"] = table.groupby(["dataset", "detector"])[col].rank(
+            method="min", ascending=ascending)
+    value_cols = sorted(c for c in table.columns if c not in KEYS + ["status"])
+    return table[KEYS + ["status"] + value_cols].sort_values(KEYS).reset_index(drop=True)
+
+
+def _higher_is_better(metric: str) -> bool:
+    try:
+        return bool(registry("metric").get(metric).extra.get("higher_is_better", True))
+    except BenchmarkError:
+        return True
+
+
+def _cell_status(records: list[dict]) -> dict[tuple, str]:
+    out = {}
+    for r in records:
+        if r.get("cell") == "train" or "explainer" not in r:
+            continue
+        key = (r["dataset"], r["detector"], r["explainer"])
+        if r["status"] == "done":
+            out.setdefault(key, "done")
+        else:
+            out[key] = f"{r['status']}: {r.get('reason', '')}"
+    return out
+
+
+def cost_table(records: list[dict]) -> pd.DataFrame:
+    """Wall seconds, passes per clip and peak memory per cell (not reproducible: kept out of the leaderboard)."""
+    rows = []
+    for r in records:
+        if "cost" not in r:
+            continue
+        rows.append({"cell": r.get("cell"), "dataset": r.get("dataset"), "detector": r.get("detector"),
+                     "explainer": r.get("explainer", "-"), "seed": r.get("seed"), **r["cost"]})
+    return pd.DataFrame(rows)
+
+
+def _csv_bytes(df: pd.DataFrame) -> bytes:
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
+    return buf.getvalue().encode()
+
+
+def publish(store: Store, suite_name: str, leaderboards: Path) -> Path:
+    """Rebuild `leaderboards/<suite>/` from the store's record of the suite's last run."""
+    manifest = store.suite_manifest(suite_name)
+    if manifest is None:
+        raise BenchmarkError(f"no run of suite {suite_name!r} in '{store.root}': run "
+                             f"`python -m benchmark run --suite {suite_name} --out {store.root}` first")
+    keys = manifest["train"] + manifest["evaluate"]
+    rows = store.rows(keys)
+    records = store.records(keys)
+    folder = Path(leaderboards) / suite_name
+    scores = rows[rows["metric"] == SCORE_METRIC]
+    atomic_write_bytes(folder / "leaderboard.csv", _csv_bytes(leaderboard_table(rows, records)))
+    atomic_write_bytes(folder / "detectors.csv", _csv_bytes(detection_table(scores)))
+    atomic_write_bytes(folder / "cost.csv", _csv_bytes(cost_table(records)))
+    return folder

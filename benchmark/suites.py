@@ -1,0 +1,199 @@
+"""Suites: declarative TOML in `tasks/suites/`, validated and expanded into train and evaluate cells.
+
+A suite file::
+
+    name = "smoke"
+    seeds = [0]
+    metrics = ["ff", "chunk_f1"]            # or "all", or a table [metrics.NAME] of params
+    [evaluate]                               # which test clips get explained, and in what batches
+    clips = "anomalous"                      # "anomalous" | "all"
+    max_clips = 6                            # per dataset, chosen by a seeded shuffle
+    batch_size = 8
+    [datasets.synthetic-machines]            # a table of dataset params
+    size = "smoke"
+    [detectors.dense_ae]                     # detector params; `budget` is the training budget
+    budget = { epochs = 5, patience = 3 }
+    [explainers.error_map]                   # explainer params; `budget` for trained interpreters
+
+Validation happens before anything is written: unknown plugins (with did-you-mean), unknown keys,
+parameters a plugin does not take, and malformed TOML all raise `BenchmarkError`.
+"""
+from __future__ import annotations
+
+import inspect
+import tomllib
+from dataclasses import dataclass, field
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+from .detector import Budget
+from .errors import BenchmarkError
+from .registry import Plugin, registry
+
+SUITES_DIR = Path(__file__).resolve().parent.parent / "tasks" / "suites"
+TOP_KEYS = {"name", "description", "seeds", "metrics", "evaluate", "datasets", "detectors", "explainers"}
+EVALUATE_KEYS = {"clips": "anomalous", "max_clips": 32, "batch_size": 16, "examples": 2}
+
+
+@dataclass(frozen=True)
+class PluginConfig:
+    """A plugin chosen by a suite with its parameters (and, for trained plugins, a budget)."""
+
+    kind: str
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    budget: Budget | None = None
+
+    @property
+    def plugin(self) -> Plugin:
+        return registry(self.kind).get(self.name)
+
+    def identity(self) -> dict[str, Any]:
+        """What the cell key hashes: name, params, budget, plugin version and source hash."""
+        p = self.plugin
+        out: dict[str, Any] = {"name": self.name, "params": self.params, "version": p.version,
+                               "source": p.source_hash()}
+        if self.budget is not None:
+            out["budget"] = vars(self.budget)
+        return out
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path
+    seeds: tuple[int, ...]
+    datasets: tuple[PluginConfig, ...]
+    detectors: tuple[PluginConfig, ...]
+    explainers: tuple[PluginConfig, ...]
+    metrics: tuple[PluginConfig, ...]
+    evaluate: dict[str, Any]
+
+    def file_hash(self) -> str:
+        return sha256(self.path.read_bytes()).hexdigest()[:16]
+
+
+def suite_path(suite: str) -> Path:
+    """A suite name in tasks/suites/ or a path to a TOML file."""
+    candidate = Path(suite)
+    if candidate.suffix == ".toml" or candidate.exists():
+        if not candidate.is_file():
+            raise BenchmarkError(f"suite file '{suite}' does not exist")
+        return candidate
+    path = SUITES_DIR / f"{suite}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in SUITES_DIR.glob("*.toml")))
+        raise BenchmarkError(f"unknown suite {suite!r}: known suites are {known}, or pass a path to a .toml file")
+    return path
+
+
+def load_suite(suite: str) -> Suite:
+    path = suite_path(suite)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchmarkError(f"suite file '{path}' is not valid TOML: {exc}") from None
+    unknown = set(raw) - TOP_KEYS
+    if unknown:
+        raise BenchmarkError(f"suite file '{path}': unknown key(s) {', '.join(sorted(unknown))}; "
+                             f"allowed: {', '.join(sorted(TOP_KEYS))}")
+    for key in ("datasets", "detectors", "explainers"):
+        if not isinstance(raw.get(key), dict) or not raw[key]:
+            raise BenchmarkError(f"suite file '{path}' needs a non-empty [{key}.NAME] table")
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise BenchmarkError(f"suite file '{path}': seeds must be a non-empty list of integers")
+    evaluate = dict(EVALUATE_KEYS)
+    extra = set(raw.get("evaluate", {})) - set(EVALUATE_KEYS)
+    if extra:
+        raise BenchmarkError(f"suite file '{path}': unknown [evaluate] key(s) {', '.join(sorted(extra))}")
+    evaluate.update(raw.get("evaluate", {}))
+    if evaluate["clips"] not in ("anomalous", "all"):
+        raise BenchmarkError(f"suite file '{path}': [evaluate] clips must be 'anomalous' or 'all'")
+    return Suite(
+        name=raw.get("name", path.stem), path=path, seeds=tuple(seeds),
+        datasets=tuple(_configs("dataset", raw["datasets"], path, trained=False)),
+        detectors=tuple(_configs("detector", raw["detectors"], path, trained=True)),
+        explainers=tuple(_configs("explainer", raw["explainers"], path, trained=True)),
+        metrics=tuple(_metric_configs(raw.get("metrics", "all"), path)),
+        evaluate=evaluate,
+    )
+
+
+def _configs(kind: str, table: dict[str, Any], path: Path, *, trained: bool) -> list[PluginConfig]:
+    out = []
+    for name, params in table.items():
+        if not isinstance(params, dict):
+            raise BenchmarkError(f"suite file '{path}': [{kind}s.{name}] must be a table of parameters")
+        params = dict(params)
+        budget = None
+        if trained:
+            budget = _budget(params.pop("budget", {}), f"{path} [{kind}s.{name}]")
+        plugin = registry(kind).get(name)
+        _check_params(plugin, params, path)
+        out.append(PluginConfig(kind, name, params, budget))
+    return out
+
+
+def _metric_configs(spec: Any, path: Path) -> list[PluginConfig]:
+    reg = registry("metric")
+    if spec == "all":
+        return [PluginConfig("metric", n) for n in reg.names()]
+    if isinstance(spec, list):
+        spec = {n: {} for n in spec}
+    if not isinstance(spec, dict):
+        raise BenchmarkError(f"suite file '{path}': metrics must be \"all\", a list of names or a table")
+    out = []
+    for name, params in spec.items():
+        plugin = reg.get(name)
+        _check_params(plugin, dict(params), path)
+        out.append(PluginConfig("metric", name, dict(params)))
+    return out
+
+
+def _budget(raw: dict[str, Any], where: str) -> Budget:
+    allowed = set(Budget.__dataclass_fields__)
+    unknown = set(raw) - allowed
+    if unknown:
+        raise BenchmarkError(f"{where}: unknown budget key(s) {', '.join(sorted(unknown))}; "
+                             f"allowed: {', '.join(sorted(allowed))}")
+    return Budget(**raw)
+
+
+def _check_params(plugin: Plugin, params: dict[str, Any], path: Path) -> None:
+    sig = inspect.signature(plugin.factory)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    accepted = [p for p in sig.parameters if p not in ("self", "ctx")]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise BenchmarkError(f"suite file '{path}': {plugin.kind} {plugin.name!r} has no parameter "
+                             f"{', '.join(map(repr, unknown))} (it takes: {', '.join(accepted) or 'none'})")
+
+
+def narrow(suite: Suite, *, datasets: list[str] | None = None, detectors: list[str] | None = None,
+           explainers: list[str] | None = None, seeds: list[int] | None = None) -> Suite:
+    """Keep only the named plugins/seeds (CLI filters); every name must be registered and in the suite."""
+
+    def keep(kind: str, configs: tuple[PluginConfig, ...], names: list[str] | None) -> tuple[PluginConfig, ...]:
+        if not names:
+            return configs
+        have = [c.name for c in configs]
+        for n in names:
+            registry(kind).get(n)  # unknown plugin -> did-you-mean error
+            if n not in have:
+                raise BenchmarkError(f"{kind} {n!r} is not in suite {suite.name!r} (it has: {', '.join(have)})")
+        return tuple(c for c in configs if c.name in names)
+
+    if seeds:
+        missing = [s for s in seeds if s not in suite.seeds]
+        if missing:
+            raise BenchmarkError(f"seed(s) {missing} not in suite {suite.name!r} (it has: {list(suite.seeds)})")
+    return Suite(
+        name=suite.name, path=suite.path, seeds=tuple(seeds) if seeds else suite.seeds,
+        datasets=keep("dataset", suite.datasets, datasets),
+        detectors=keep("detector", suite.detectors, detectors),
+        explainers=keep("explainer", suite.explainers, explainers),
+        metrics=suite.metrics, evaluate=suite.evaluate,
+    )

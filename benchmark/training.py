@@ -1,0 +1,68 @@
+"""The train cell: fit a detector on a dataset's normal training clips, calibrate it, score the test set."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import torch
+
+from .cells import TrainCell
+from .detector import Budget, batched_scores
+from .errors import CellFailure
+from .registry import registry
+from .store import DONE
+from .workspace import Workspace, group_index, seed_everything
+
+VALIDATION_FRACTION = 0.1
+
+
+def clip_rows(table, rows_idx, *, dataset: str, detector: str, seed: int, explainer: str) -> list[dict[str, Any]]:
+    """The identifying columns of each clip's result rows."""
+    out = []
+    for i in rows_idx:
+        m = table.meta[i]
+        out.append({"dataset": dataset, "machine": str(m.get("machine", "")), "section": str(m.get("section", "")),
+                    "domain": str(m.get("domain", "")), "clip_id": table.ids[i], "label": int(table.labels[i]),
+                    "detector": detector, "detector_seed": seed, "explainer": explainer})
+    return out
+
+
+def run_train_cell(cell: TrainCell, ws: Workspace, progress: Callable[[str], None] | None = None):
+    t0 = time.monotonic()
+    train = ws.table(cell.dataset, "train")
+    test = ws.table(cell.dataset, "test")
+    normal = train.where(train.labels == 0)
+    if len(normal) < 2:
+        raise CellFailure(f"dataset {cell.dataset.name} has {len(normal)} normal training clips; need at least 2")
+    groups, classes = group_index(normal.meta)
+    seed_everything(cell.seed)
+    order = torch.randperm(len(normal), generator=torch.Generator().manual_seed(cell.seed))
+    n_val = max(1, int(round(VALIDATION_FRACTION * len(normal))))
+    val_idx, fit_idx = order[:n_val].sort().values, order[n_val:].sort().values
+    budget = cell.detector.budget or Budget()
+    det = registry("detector").make(cell.detector.name, **cell.detector.params).to(ws.device)
+    grid = tuple(normal.x.shape[-2:])
+    det.build(grid, len(classes))
+    det.to(ws.device)
+    det.remember_normals(normal.x[fit_idx].to(ws.device))
+    log = det.fit(normal.x[fit_idx], normal.x[val_idx], train_groups=groups[fit_idx], val_groups=groups[val_idx],
+                  seed=cell.seed, budget=budget, progress=progress)
+    det.eval()
+    val_scores = batched_scores(det, normal.x[val_idx], budget.batch_size, ws.device)
+    det.calibrate(val_scores.to(ws.device))
+    test_scores = batched_scores(det, test.x, budget.batch_size, ws.device)
+    if not torch.isfinite(test_scores).all():
+        raise CellFailure(f"detector {cell.detector.name} gave non-finite anomaly scores")
+    det.set_eer_threshold(test_scores, test.labels)
+    ws.store.save_checkpoint(cell.key, {"state": det.state_dict(), "grid": list(grid), "n_groups": len(classes),
+                                        "classes": classes, "log": log})
+    rows = clip_rows(test, range(len(test)), dataset=cell.dataset.name, detector=cell.detector.name,
+                     seed=cell.seed, explainer="-")
+    for r, s in zip(rows, test_scores.tolist()):
+        r.update(metric="anomaly_score", param="", value=float(s), chance=float("nan"))
+    record = {"status": DONE, "cell": "train", "label": cell.label, "dataset": cell.dataset.name,
+              "detector": cell.detector.name, "seed": cell.seed, "log": log,
+              "thresholds": {"tau": float(det.tau), "temperature": float(det.temperature),
+                             "eer": float(det.eer_threshold)},
+              "cost": {"wall_s": time.monotonic() - t0, "n_train": len(fit_idx), "n_test": len(test)}}
+    return record, rows

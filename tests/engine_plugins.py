@@ -1,0 +1,82 @@
+"""Small plugins for the engine's own tests: a fast feature-only dataset, a deliberately broken
+detector and explainer, and a simple metric. Registered under names starting with 'test-'."""
+from __future__ import annotations
+
+import torch
+
+from benchmark.dataset import Dataset
+from benchmark.detector import Detector
+from benchmark.explainer import Explainer
+from benchmark.features import preset
+from benchmark.metrics.context import MetricContext, MetricResult
+from benchmark.registry import datasets, detectors, explainers, metrics
+from benchmark.types import Clip, Event, Explanation
+
+SPEC = preset("dcase").with_duration(1.0)  # 128 x 32
+
+
+@datasets.register("test-blobs", summary="engine tests: smooth noise, anomalies = a bright band", version=1)
+class Blobs(Dataset):
+    truth = frozenset({"intervals", "tf_mask"})
+    has_waveforms = False
+
+    def __init__(self, n_train: int = 24, n_test: int = 8, seed: int = 0):
+        self.spec = SPEC
+        self.n_train, self.n_test, self.seed = n_train, n_test, seed
+
+    def clips(self, split: str):
+        n = self.n_train if split == "train" else self.n_test
+        g = torch.Generator().manual_seed(self.seed * 1000 + (split == "test"))
+        f, t = SPEC.grid
+        for i in range(n):
+            x = torch.randn(f, t, generator=g) * 0.1 - 40.0
+            label = int(split == "test" and i % 2 == 1)
+            events: tuple[Event, ...] = ()
+            if label:
+                x[40:50, 10:20] += 8.0
+                events = (Event(10 / SPEC.frames_per_second, 20 / SPEC.frames_per_second, None, None, "band"),)
+            yield Clip(id=f"m/{split}_{i:03d}", split=split, label=label, sample_rate=SPEC.sample_rate,
+                       features=x, meta={"machine": "m", "section": "00", "domain": "source"}, events=events)
+
+
+@detectors.register("test-template", summary="engine tests: squared deviation from the mean normal", version=1,
+                    capabilities={"reconstructs"})
+class Template(Detector):
+    def __init__(self, fail_fit: bool = False, nan_scores: bool = False):
+        super().__init__()
+        self.fail_fit, self.nan_scores = fail_fit, nan_scores
+        self.gain = torch.nn.Parameter(torch.ones(()))
+
+    def fit(self, train, val, *, train_groups, val_groups, seed, budget, progress=None):
+        if self.fail_fit:
+            raise RuntimeError("deliberately broken detector")
+        return {"epochs": 0}
+
+    def reconstruct(self, x):
+        return self.normal_mean.expand_as(x)
+
+    def score(self, x):
+        s = self.gain * ((x - self.normal_mean) ** 2).mean(dim=(1, 2, 3))
+        return s * float("nan") if self.nan_scores else s
+
+    def reference(self, x):
+        return self.reconstruct(x)
+
+
+@detectors.register("test-scorer", summary="engine tests: the template score, no reconstruction", version=1)
+class Scorer(Template):
+    pass
+
+
+@explainers.register("test-badshape", summary="engine tests: returns a wrongly shaped map", version=1)
+class BadShape(Explainer):
+    def explain(self, detector, batch, *, generator):
+        return Explanation(attribution=torch.zeros(len(batch), 3, device=batch.x.device))
+
+
+@metrics.register("test-band-mass", summary="engine tests: share of |attribution| inside the mask", version=1,
+                  needs={"tf_mask"}, family="localisation", higher_is_better=True)
+def band_mass(ctx: MetricContext) -> MetricResult:
+    a = ctx.explanation.attribution.abs()
+    m = ctx.batch.tf_mask.float()
+    return MetricResult(values={"": (a * m).sum((1, 2)) / a.sum((1, 2)).clamp_min(1e-12)}, chance=m.mean((1, 2)))

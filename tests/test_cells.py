@@ -1,0 +1,102 @@
+from pathlib import Path
+
+import pytest
+
+import tests.engine_plugins  # noqa: F401  (registers the test plugins)
+from benchmark.cells import content_key, expand, inapplicable
+from benchmark.errors import BenchmarkError, UnknownPluginError
+from benchmark.registry import registry
+from benchmark.suites import PluginConfig, load_suite, narrow
+
+SUITE = """
+name = "t"
+seeds = [0, 1]
+metrics = ["test-band-mass"]
+[evaluate]
+max_clips = 4
+[datasets.test-blobs]
+n_train = 12
+[detectors.test-template]
+budget = { epochs = 1 }
+[explainers.error_map]
+[explainers.random]
+"""
+
+
+def write(tmp_path: Path, text: str = SUITE) -> Path:
+    path = tmp_path / "t.toml"
+    path.write_text(text)
+    return path
+
+
+def test_expand_gives_train_and_evaluate_cells(tmp_path):
+    trains, evals = expand(load_suite(str(write(tmp_path))))
+    assert [t.seed for t in trains] == [0, 1]
+    assert [(e.train.seed, e.explainer.name) for e in evals] == [(0, "error_map"), (0, "random"),
+                                                                (1, "error_map"), (1, "random")]
+
+
+def test_same_config_same_key_and_params_change_it(tmp_path):
+    a, _ = expand(load_suite(str(write(tmp_path))))
+    b, _ = expand(load_suite(str(write(tmp_path))))
+    assert [t.key for t in a] == [t.key for t in b]
+    assert a[0].key != a[1].key  # seed
+    c, _ = expand(load_suite(str(write(tmp_path, SUITE.replace("n_train = 12", "n_train = 13")))))
+    assert c[0].key != a[0].key
+    d, _ = expand(load_suite(str(write(tmp_path, SUITE.replace("epochs = 1", "epochs = 2")))))
+    assert d[0].key != a[0].key
+
+
+def test_key_changes_with_adapter_source(tmp_path, monkeypatch):
+    trains, evals = expand(load_suite(str(write(tmp_path))))
+    before_train, before_evals = trains[0].key, [e.key for e in evals]
+    plugin_cls = type(registry("explainer").get("random"))
+    original = plugin_cls.source_hash
+    edited = lambda self: "edited-source" if self.name == "random" else original(self)  # noqa: E731
+    monkeypatch.setattr(plugin_cls, "source_hash", edited)
+    trains, evals = expand(load_suite(str(write(tmp_path))))
+    assert trains[0].key == before_train  # the detector's cell does not depend on the explainer
+    changed = [e.explainer.name for e, k in zip(evals, before_evals) if e.key != k]
+    assert changed == ["random", "random"]
+
+
+def test_content_key_is_order_independent():
+    assert content_key({"a": 1, "b": [1, 2]}) == content_key({"b": [1, 2], "a": 1})
+    assert content_key({"a": 1}) != content_key({"a": 2})
+
+
+def test_unknown_plugin_in_suite_has_did_you_mean(tmp_path):
+    with pytest.raises(UnknownPluginError, match="did you mean 'error_map'"):
+        load_suite(str(write(tmp_path, SUITE.replace("[explainers.error_map]", "[explainers.eror_map]"))))
+
+
+def test_malformed_suite_and_bad_keys(tmp_path):
+    with pytest.raises(BenchmarkError, match="not valid TOML"):
+        load_suite(str(write(tmp_path, "name = [")))
+    with pytest.raises(BenchmarkError, match="unknown key"):
+        load_suite(str(write(tmp_path, "foo = 1\n" + SUITE)))
+    with pytest.raises(BenchmarkError, match="has no parameter 'n_trian'"):
+        load_suite(str(write(tmp_path, SUITE.replace("n_train", "n_trian"))))
+    with pytest.raises(BenchmarkError, match="unknown budget key"):
+        load_suite(str(write(tmp_path, SUITE.replace("epochs = 1", "epoch = 1"))))
+    with pytest.raises(BenchmarkError, match="unknown suite 'nope'"):
+        load_suite("nope")
+
+
+def test_narrow_filters_and_validates(tmp_path):
+    suite = load_suite(str(write(tmp_path)))
+    small = narrow(suite, explainers=["random"], seeds=[1])
+    assert [e.name for e in small.explainers] == ["random"] and small.seeds == (1,)
+    with pytest.raises(UnknownPluginError):
+        narrow(suite, detectors=["no_such_detector"])
+    with pytest.raises(BenchmarkError, match="not in suite"):
+        narrow(suite, detectors=["dense_ae"])
+    with pytest.raises(BenchmarkError, match="seed"):
+        narrow(suite, seeds=[7])
+
+
+def test_inapplicable_explainer_gets_a_reason():
+    error_map = PluginConfig("explainer", "error_map")
+    assert inapplicable(error_map, PluginConfig("detector", "test-template"), set()) is None
+    reason = inapplicable(error_map, PluginConfig("detector", "test-scorer"), set())
+    assert reason == "error_map needs reconstruction but detector test-scorer lacks capability 'reconstructs'"

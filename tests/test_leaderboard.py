@@ -1,0 +1,46 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.leaderboard import bootstrap_ci, leaderboard_table
+from benchmark.store import rows_frame
+
+
+def test_bootstrap_ci_covers_the_true_mean_at_about_95_percent():
+    rng = np.random.default_rng(1)
+    hits = 0
+    trials = 300
+    for _ in range(trials):
+        sample = rng.normal(2.0, 1.0, size=60)
+        lo, hi = bootstrap_ci(sample, resamples=500, seed=int(rng.integers(1 << 30)))
+        hits += lo <= 2.0 <= hi
+    assert 0.90 <= hits / trials <= 0.985
+
+
+def test_bootstrap_ci_of_a_constant_is_that_constant():
+    assert bootstrap_ci(np.full(10, 3.5)) == (3.5, 3.5)
+
+
+def _rows(values_by_explainer: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
+    rows = []
+    for explainer, by_param in values_by_explainer.items():
+        for param, values in by_param.items():
+            for i, v in enumerate(values):
+                rows.append({"dataset": "d", "machine": "m", "section": "00", "domain": "source",
+                             "clip_id": f"c{i}", "label": 1, "detector": "x", "detector_seed": 0,
+                             "explainer": explainer, "metric": "chunk_f1", "param": param, "value": v,
+                             "chance": float("nan")})
+    return rows_frame(rows)
+
+
+def test_percentile_metrics_get_max_and_mean98_99_and_ranks():
+    rows = _rows({"a": {"97": [0.1, 0.3], "98": [0.5, 0.7], "99": [0.2, 0.2]},
+                  "b": {"97": [0.9, 0.9], "98": [0.0, 0.0], "99": [0.0, 0.2]}})
+    lb = leaderboard_table(rows, []).set_index("explainer")
+    assert lb.loc["a", "chunk_f1[98].mean"] == pytest.approx(0.6)
+    assert lb.loc["a", "chunk_f1[max].mean"] == pytest.approx(0.6)  # max over p of the mean, not mean of max
+    assert lb.loc["b", "chunk_f1[max].mean"] == pytest.approx(0.9)
+    assert lb.loc["a", "chunk_f1[mean98_99].mean"] == pytest.approx((0.6 + 0.2) / 2)
+    assert lb.loc["a", "chunk_f1[98].n"] == 2
+    assert lb.loc["a", "chunk_f1[98].rank"] == 1 and lb.loc["b", "chunk_f1[98].rank"] == 2
+    assert lb.loc["b", "chunk_f1[97].rank"] == 1

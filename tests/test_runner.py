@@ -1,0 +1,96 @@
+"""The driver end to end on fast test plugins: results, cache, resume, failure isolation, skips."""
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import benchmark.runner as runner_module
+import tests.engine_plugins  # noqa: F401
+from benchmark.executors import LocalExecutor
+from benchmark.leaderboard import publish
+from benchmark.runner import run_suite
+from benchmark.store import Store
+from benchmark.suites import load_suite
+
+SUITE = """
+name = "t"
+seeds = [0]
+metrics = ["test-band-mass"]
+[evaluate]
+max_clips = 4
+batch_size = 2
+[datasets.test-blobs]
+[detectors.test-template]
+[detectors.test-scorer]
+[explainers.error_map]
+[explainers.random]
+"""
+
+
+def run(tmp_path: Path, text: str = SUITE, out: str = "runs"):
+    path = tmp_path / "t.toml"
+    path.write_text(text)
+    suite = load_suite(str(path))
+    summary = run_suite(suite, out=tmp_path / out, device=torch.device("cpu"), executor=LocalExecutor(),
+                        show_progress=False)
+    folder = publish(Store(tmp_path / out), suite.name, tmp_path / f"lb-{out}")
+    return summary, folder
+
+
+def test_results_skip_and_cache(tmp_path):
+    summary, folder = run(tmp_path)
+    assert summary.exit_code == 0 and summary.failed == []
+    assert summary.done == 2 + 3  # two train cells, three applicable evaluate cells
+    assert summary.skipped == ["evaluate test-blobs / test-scorer / error_map / seed 0: "
+                               "error_map needs reconstruction but detector test-scorer lacks capability "
+                               "'reconstructs'"]
+    lb = pd.read_csv(folder / "leaderboard.csv")
+    row = lb.set_index(["detector", "explainer"])
+    # the error map of the template detector is exactly the planted band: all its mass is inside the mask
+    assert row.loc[("test-template", "error_map"), "test-band-mass.mean"] > 0.5
+    assert row.loc[("test-template", "random"), "test-band-mass.mean"] == pytest.approx(
+        row.loc[("test-template", "random"), "test-band-mass.chance"], abs=0.05)
+    assert row.loc[("test-template", "error_map"), "test-band-mass.rank"] == 1
+    assert row.loc[("test-scorer", "error_map"), "status"].startswith("skipped: error_map needs reconstruction")
+    again, _ = run(tmp_path)
+    assert again.done == 0 and again.cached == 6
+
+
+def test_failing_cells_are_recorded_and_the_run_goes_on(tmp_path):
+    text = SUITE.replace("[explainers.random]", "[explainers.random]\n[explainers.test-badshape]")
+    text = text.replace("[detectors.test-scorer]", "[detectors.test-scorer]\nnan_scores = true")
+    summary, folder = run(tmp_path, text)
+    assert summary.exit_code == 1
+    reasons = "\n".join(summary.failed)
+    assert "test-badshape" in reasons and "shape (2, 3)" in reasons
+    assert "train test-blobs / test-scorer / seed 0: CellFailure: detector test-scorer gave non-finite" in reasons
+    lb = pd.read_csv(folder / "leaderboard.csv").set_index(["detector", "explainer"])
+    assert lb.loc[("test-template", "error_map"), "status"] == "done"
+    assert lb.loc[("test-template", "test-badshape"), "status"].startswith("failed: CellFailure")
+    assert lb.loc[("test-scorer", "random"), "status"].startswith("failed: detector training failed")
+
+
+def test_interrupted_run_resumes_to_identical_tables(tmp_path, monkeypatch):
+    _, clean = run(tmp_path, out="clean")
+    calls = {"n": 0}
+    original = runner_module.run_evaluate_cell
+
+    def dies_on_second(cell, ws, progress=None):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(cell, ws, progress)
+
+    monkeypatch.setattr(runner_module, "run_evaluate_cell", dies_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, out="resumed")
+    store = Store(tmp_path / "resumed")
+    done = [p for p in (tmp_path / "resumed" / "cells").iterdir() if (p / "cell.json").is_file()]
+    assert len(done) == 3  # two train cells and the first evaluate cell survived
+    monkeypatch.setattr(runner_module, "run_evaluate_cell", original)
+    summary, resumed = run(tmp_path, out="resumed")
+    assert summary.cached == 3 + 1 and summary.done == 2  # the skipped cell was recorded before the kill
+    assert (clean / "leaderboard.csv").read_bytes() == (resumed / "leaderboard.csv").read_bytes()
+    assert (clean / "detectors.csv").read_bytes() == (resumed / "detectors.csv").read_bytes()
+    assert store.suite_manifest("t")["evaluate"]
