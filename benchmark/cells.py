@@ -40,6 +40,11 @@ class TrainCell:
     def label(self) -> str:
         return f"train {self.dataset.name} / {self.detector.name} / seed {self.seed}"
 
+    def describe(self) -> dict[str, Any]:
+        """The identifying fields every record of this cell carries."""
+        return {"cell": "train", "label": self.label, "dataset": self.dataset.name, "detector": self.detector.name,
+                "seed": self.seed}
+
 
 @dataclass(frozen=True)
 class EvaluateCell:
@@ -64,6 +69,11 @@ class EvaluateCell:
     def label(self) -> str:
         t = self.train
         return f"evaluate {t.dataset.name} / {t.detector.name} / {self.explainer.name} / seed {t.seed}"
+
+    def describe(self) -> dict[str, Any]:
+        t = self.train
+        return {"cell": "evaluate", "label": self.label, "dataset": t.dataset.name, "detector": t.detector.name,
+                "explainer": self.explainer.name, "seed": t.seed}
 
 
 def _metric_engine_hash() -> str:

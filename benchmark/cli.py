@@ -71,6 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--dataset", required=True)
     q.add_argument("--data-root", required=True)
 
+    p = sub.add_parser("explain", help="explain one clip: PNG (spectrogram, attribution, time curve), WAV if listenable")
+    p.add_argument("wav", type=Path)
+    p.add_argument("--detector", required=True)
+    p.add_argument("--explainer", required=True)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", type=Path, help="a trained detector checkpoint (runs/checkpoints/KEY.pt)")
+    src.add_argument("--suite-run", type=Path, help="a run directory (--out of a suite run) holding the detector")
+    p.add_argument("--dataset", help="which dataset's detector to take from --suite-run, when several")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--device", default="auto")
+
     p = sub.add_parser("check", help="conformance checks of registered plugins")
     p.add_argument("kind", nargs="?", help="explainer or detector (default: all)")
     p.add_argument("name", nargs="?", help="one plugin (default: all of the kind)")
@@ -168,6 +179,17 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain_one import explain_file
+    from .workspace import resolve_device
+    written = explain_file(args.wav, detector=args.detector, explainer=args.explainer, checkpoint=args.checkpoint,
+                           suite_run=args.suite_run, dataset=args.dataset, out=args.out,
+                           device=resolve_device(args.device))
+    for path in written:
+        print(path)
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from .conformance import check
     ok, report = check(args.kind, args.name)
@@ -175,7 +197,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "publish": cmd_publish, "data": cmd_data, "check": cmd_check}
+COMMANDS = {"list": cmd_list, "run": cmd_run, "publish": cmd_publish, "data": cmd_data, "explain": cmd_explain,
+            "check": cmd_check}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,13 +49,18 @@ def check_explanation(expl: Explanation, batch: Batch, name: str) -> None:
         raise CellFailure(f"explainer {name} returned non-finite attribution values")
 
 
-def metric_needs_unmet(needs: frozenset[str], provides: set[str], explanation_has_audio: bool,
+def metric_needs_unmet(needs: frozenset[str], provides: set[str], explanation: Explanation,
                        detector: Detector) -> str | None:
+    """Why a metric cannot be computed in this cell, or None. `explanation_audio` needs the explainer's
+    audio; any other `explanation_<key>` needs `explanation.extra[<key>]`."""
     for need in sorted(needs):
         if need in DATASET_NEEDS and need not in provides:
             return f"needs {need}, which the dataset does not provide"
-        if need == "explanation_audio" and not explanation_has_audio:
-            return "needs a listenable explanation, which this explainer does not return"
+        if need == "explanation_audio":
+            if explanation.audio is None:
+                return "needs a listenable explanation, which this explainer does not return"
+        elif need.startswith("explanation_") and need.removeprefix("explanation_") not in explanation.extra:
+            return f"needs the explainer's {need.removeprefix('explanation_')}, which this explainer does not return"
         if need == "reconstruction" and "reconstructs" not in _capabilities(detector):
             return "needs a reconstructing detector"
     return None
@@ -127,7 +132,7 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
             if metric.name in skipped or metric.name in failures:
                 continue
             plugin = metric.plugin
-            reason = metric_needs_unmet(plugin.needs, provides, expl.audio is not None, detector)
+            reason = metric_needs_unmet(plugin.needs, provides, expl, detector)
             if reason:
                 skipped[metric.name] = reason
                 continue
@@ -136,7 +141,7 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
                 sub = torch.nonzero(batch.has_truth).flatten()
                 if len(sub) == 0:
                     continue
-            ctx = MetricContext(batch=batch.select(sub), explanation=_select_explanation(expl, sub),
+            ctx = MetricContext(batch=batch.select(sub), explanation=expl.select(sub),
                                 detector=detector, spec=dataset.spec, scores=scores[sub], explain=explain_with,
                                 generator=torch.Generator().manual_seed(seed * 7_919 + bi))
             try:
@@ -154,19 +159,11 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
     n = max(1, len(chosen))
     cost = {"wall_s": time.monotonic() - t0, "explain_s": explain_seconds, "n_clips": len(chosen),
             **{k: v / n for k, v in passes.items()}, "peak_memory_mb": _peak_memory_mb(ws.device)}
-    record = {"status": FAILED if failures else DONE, "cell": "evaluate", "label": cell.label,
-              "dataset": ident["dataset"], "detector": ident["detector"], "explainer": ident["explainer"],
-              "seed": seed, "skipped_metrics": skipped, "failed_metrics": failures, "fit_log": fit_log,
-              "cost": cost}
+    record = {**cell.describe(), "status": FAILED if failures else DONE, "skipped_metrics": skipped,
+              "failed_metrics": failures, "fit_log": fit_log, "cost": cost}
     if failures:
         record["reason"] = "; ".join(f"{k}: {v}" for k, v in sorted(failures.items()))
     return record, rows
-
-
-def _select_explanation(expl: Explanation, sub: torch.Tensor) -> Explanation:
-    pick = lambda t: None if t is None else t[sub]  # noqa: E731
-    return Explanation(attribution=expl.attribution[sub], audio=pick(expl.audio), mask=pick(expl.mask),
-                       forward_passes=expl.forward_passes, backward_passes=expl.backward_passes)
 
 
 def _append_metric_rows(rows: list, base: list[dict], sub: list[int], name: str, result: MetricResult) -> None:
@@ -192,7 +189,8 @@ def _peak_memory_mb(device: torch.device) -> float:
 def save_examples(ws: Workspace, cell: EvaluateCell, batch: Batch, expl: Explanation, sample_rate: int,
                   count: int) -> None:
     """A few clips per cell for the gallery: log-mel, attribution and truth (npz), explanation audio (wav)."""
-    folder = ws.store.examples_dir(cell.key)
+    t = cell.train
+    folder = ws.store.examples_dir(cell.key, t.dataset.name, t.detector.name, f"{cell.explainer.name}-s{t.seed}")
     for i in range(min(count, len(batch))):
         arrays = {"x": batch.x[i, 0].detach().cpu().numpy().astype(np.float16),
                   "attribution": expl.attribution[i].detach().float().cpu().numpy().astype(np.float16)}
@@ -203,7 +201,9 @@ def save_examples(ws: Workspace, cell: EvaluateCell, batch: Batch, expl: Explana
         stem = batch.ids[i].replace("/", "__")
         atomic_write_bytes(folder / f"{stem}.npz", buf.getvalue())
         if expl.audio is not None:
-            for tag, wave in (("input", batch.waveform), ("explanation", expl.audio)):
+            waves = (("input", batch.waveform), ("explanation", expl.audio),
+                     ("masked_out", expl.extra.get("audio_masked_out")))
+            for tag, wave in waves:
                 if wave is None:
                     continue
                 w = wave[i].detach().float().cpu().numpy()

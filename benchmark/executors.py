@@ -42,7 +42,7 @@ def guarded(run: Callable[[Any], tuple[dict, list]], cell: Any) -> Outcome:
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}".strip()
         detail = traceback.format_exc(limit=6)
-        return Outcome(cell.key, {"status": "failed", "label": cell.label, "reason": reason, "traceback": detail},
+        return Outcome(cell.key, {**cell.describe(), "status": "failed", "reason": reason, "traceback": detail},
                        None)
 
 

@@ -67,9 +67,7 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
             runnable.append(cell)
             continue
         status = SKIPPED if not reason.startswith("detector training failed") else FAILED
-        record(Outcome(cell.key, {"status": status, "label": cell.label, "reason": reason,
-                                  "dataset": cell.train.dataset.name, "detector": cell.train.detector.name,
-                                  "explainer": cell.explainer.name, "seed": cell.train.seed}, None))
+        record(Outcome(cell.key, {**cell.describe(), "status": status, "reason": reason}, None))
     for outcome in executor.map(lambda c: guarded(lambda cell: run_evaluate_cell(cell, ws, inner.update), c),
                                 inner.track(runnable)):
         record(outcome)

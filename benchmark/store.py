@@ -3,7 +3,7 @@
     <out>/cells/<key>/rows.parquet    per-clip long-format rows (ROW_COLUMNS)
     <out>/cells/<key>/cell.json       status (done/failed/skipped), reason, description, cost
     <out>/checkpoints/<key>.pt        trained detectors (train-cell key) and interpreters
-    <out>/examples/<key>/...          a few example maps and listenable explanations
+    <out>/examples/<ds>/<det>/<ex>-s<seed>-<key>/  a few example maps and listenable explanations
     <out>/suites/<name>.json          the cell keys of the last run of a suite
 
 Every file is written to a temporary name in its folder and renamed, so a killed run leaves either
@@ -102,8 +102,9 @@ class Store:
             return None
         return torch.load(path, map_location=device, weights_only=False)
 
-    def examples_dir(self, key: str) -> Path:
-        return self.root / "examples" / key
+    def examples_dir(self, key: str, *names: str) -> Path:
+        """Examples of a cell, under readable names: examples/<dataset>/<detector>/<explainer>-s<seed>-<key>."""
+        return self.root / "examples" / Path(*names[:-1]) / f"{names[-1]}-{key[:10]}"
 
     # --- suites ----------------------------------------------------------------------------------
     def record_suite(self, name: str, manifest: dict[str, Any]) -> None:

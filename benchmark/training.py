@@ -55,13 +55,14 @@ def run_train_cell(cell: TrainCell, ws: Workspace, progress: Callable[[str], Non
         raise CellFailure(f"detector {cell.detector.name} gave non-finite anomaly scores")
     det.set_eer_threshold(test_scores, test.labels)
     ws.store.save_checkpoint(cell.key, {"state": det.state_dict(), "grid": list(grid), "n_groups": len(classes),
-                                        "classes": classes, "log": log})
+                                        "classes": classes, "log": log, "detector": cell.detector.name,
+                                        "params": cell.detector.params,
+                                        "spec": ws.dataset(cell.dataset).spec.to_dict()})
     rows = clip_rows(test, range(len(test)), dataset=cell.dataset.name, detector=cell.detector.name,
                      seed=cell.seed, explainer="-")
     for r, s in zip(rows, test_scores.tolist()):
         r.update(metric="anomaly_score", param="", value=float(s), chance=float("nan"))
-    record = {"status": DONE, "cell": "train", "label": cell.label, "dataset": cell.dataset.name,
-              "detector": cell.detector.name, "seed": cell.seed, "log": log,
+    record = {**cell.describe(), "status": DONE, "log": log,
               "thresholds": {"tau": float(det.tau), "temperature": float(det.temperature),
                              "eer": float(det.eer_threshold)},
               "cost": {"wall_s": time.monotonic() - t0, "n_train": len(fit_idx), "n_test": len(test)}}

@@ -103,6 +103,8 @@ class Explanation:
     audio: `[B, N]` a listenable explanation (time-domain and generative explainers), else None.
     mask: `[B, F, T]` in [0, 1], the explainer's own mask where it has one (L-MAC family), else None.
     forward_passes / backward_passes: detector passes spent, per clip (for the cost table).
+    extra: explainer-specific tensors a metric family needs (e.g. the latent and its attribution for the
+    synthesis metrics); tensors whose first axis is the batch are selected with the clips.
     """
 
     attribution: torch.Tensor
@@ -110,3 +112,12 @@ class Explanation:
     mask: torch.Tensor | None = None
     forward_passes: float = 0.0
     backward_passes: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def select(self, rows: torch.Tensor) -> "Explanation":
+        """The explanation of a subset of the batch's clips."""
+        b = self.attribution.shape[0]
+        pick = lambda t: t[rows] if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == b else t  # noqa: E731
+        return Explanation(attribution=self.attribution[rows], audio=pick(self.audio), mask=pick(self.mask),
+                           forward_passes=self.forward_passes, backward_passes=self.backward_passes,
+                           extra={k: pick(v) for k, v in self.extra.items()})

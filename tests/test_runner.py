@@ -87,10 +87,10 @@ def test_interrupted_run_resumes_to_identical_tables(tmp_path, monkeypatch):
         run(tmp_path, out="resumed")
     store = Store(tmp_path / "resumed")
     done = [p for p in (tmp_path / "resumed" / "cells").iterdir() if (p / "cell.json").is_file()]
-    assert len(done) == 3  # two train cells and the first evaluate cell survived
+    assert len(done) == 4  # two train cells, the skipped cell and the first evaluate cell survived
     monkeypatch.setattr(runner_module, "run_evaluate_cell", original)
     summary, resumed = run(tmp_path, out="resumed")
-    assert summary.cached == 3 + 1 and summary.done == 2  # the skipped cell was recorded before the kill
+    assert summary.cached == 4 and summary.done == 2
     assert (clean / "leaderboard.csv").read_bytes() == (resumed / "leaderboard.csv").read_bytes()
     assert (clean / "detectors.csv").read_bytes() == (resumed / "detectors.csv").read_bytes()
     assert store.suite_manifest("t")["evaluate"]
