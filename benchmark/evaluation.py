@@ -128,6 +128,7 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
         with torch.no_grad():
             scores = detector.score(batch.x)
         base = clip_rows(test, idx.tolist(), **ident)
+        contexts: dict[bool, tuple[torch.Tensor, MetricContext]] = {}  # one per clip subset, shared by metrics
         for metric in cell.metrics:
             if metric.name in skipped or metric.name in failures:
                 continue
@@ -136,14 +137,16 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
             if reason:
                 skipped[metric.name] = reason
                 continue
-            sub = torch.arange(len(batch), device=batch.x.device)
-            if plugin.needs & TRUTH_NEEDS:
-                sub = torch.nonzero(batch.has_truth).flatten()
-                if len(sub) == 0:
-                    continue
-            ctx = MetricContext(batch=batch.select(sub), explanation=expl.select(sub),
-                                detector=detector, spec=dataset.spec, scores=scores[sub], explain=explain_with,
-                                generator=torch.Generator().manual_seed(seed * 7_919 + bi))
+            truth_only = bool(plugin.needs & TRUTH_NEEDS)
+            if truth_only not in contexts:
+                sub = torch.nonzero(batch.has_truth).flatten() if truth_only else torch.arange(len(batch))
+                contexts[truth_only] = (sub, MetricContext(
+                    batch=batch.select(sub), explanation=expl.select(sub.to(expl.attribution.device)),
+                    detector=detector, spec=dataset.spec, scores=scores[sub.to(scores.device)],
+                    explain=explain_with, generator=torch.Generator().manual_seed(seed * 7_919 + bi)))
+            sub, ctx = contexts[truth_only]
+            if len(sub) == 0:
+                continue
             try:
                 result = plugin.factory(ctx, **metric.params)
                 _append_metric_rows(rows, base, sub.tolist(), metric.name, result)

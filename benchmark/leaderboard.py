@@ -24,6 +24,7 @@ KEYS = ["dataset", "detector", "explainer"]
 BOOTSTRAP_RESAMPLES = 1000
 FLOAT_FORMAT = "%.6g"
 SCORE_METRIC = "anomaly_score"
+STATS = ("mean", "ci_low", "ci_high", "seed_std", "n", "chance", "rank")
 
 
 def column_name(metric: str, param: str) -> str:
@@ -102,8 +103,13 @@ def leaderboard_table(rows: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
         ascending = not _higher_is_better(metric)
         table[col.removesuffix(".mean") + ".rank"] = table.groupby(["dataset", "detector"])[col].rank(
             method="min", ascending=ascending)
-    value_cols = sorted(c for c in table.columns if c not in KEYS + ["status"])
+    value_cols = sorted((c for c in table.columns if c not in KEYS + ["status"]), key=_column_order)
     return table[KEYS + ["status"] + value_cols].sort_values(KEYS).reset_index(drop=True)
+
+
+def _column_order(column: str) -> tuple[str, int]:
+    name, _, stat = column.rpartition(".")
+    return name, STATS.index(stat)
 
 
 def _higher_is_better(metric: str) -> bool:

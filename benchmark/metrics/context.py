@@ -1,8 +1,8 @@
 """What a registered metric sees for one batch of explained clips, and what it returns."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 

@@ -1,0 +1,162 @@
+"""Temporal overlap of the attribution's peaks with annotated anomalies (planer paper and sed_eval).
+
+The attribution is collapsed to a frame curve (summed over frequency, signed, as the planer code does);
+its peaks at percentile p are the frames with curve >= quantile(curve, p / 100).
+
+Shapes: attribution `[B, F, T]`, frame labels `[B, T]` bool, per-percentile results `[P, B]`.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import maximum_bipartite_matching
+
+from ..registry import metrics
+from ._ranking import at_or_above_percentiles
+from .context import PERCENTILES, MetricContext, MetricResult
+
+
+def frame_curve(attribution: torch.Tensor) -> torch.Tensor:
+    """Attribution summed over frequency, signed: `[B, F, T] -> [B, T]` float64."""
+    return attribution.double().sum(dim=1)
+
+
+def peak_frames(attribution: torch.Tensor, percentiles: Sequence[int] = PERCENTILES) -> torch.Tensor:
+    """Frames whose curve value is at or above its p-th percentile: `[B, F, T] -> [P, B, T]` bool."""
+    return at_or_above_percentiles(frame_curve(attribution), percentiles)
+
+
+def chunk_frames_for(frames_per_second: float) -> int:
+    """Frames in a 1-s chunk: round(frames per second), 40 on the planer grid, 31 on the DCASE grid."""
+    return int(round(frames_per_second))
+
+
+def chunk_any(frames: torch.Tensor, chunk_frames: int) -> torch.Tensor:
+    """Whether each whole chunk holds a True frame; trailing frames that fill no chunk are ignored:
+    `[..., T] -> [..., T // chunk_frames]` bool."""
+    n_chunks = frames.shape[-1] // chunk_frames
+    whole = frames[..., : n_chunks * chunk_frames]
+    return whole.reshape(*frames.shape[:-1], n_chunks, chunk_frames).any(dim=-1)
+
+
+def precision_recall_f1(tp: torch.Tensor, n_estimated: torch.Tensor, n_reference: torch.Tensor) -> torch.Tensor:
+    """F1 from counts, with precision, recall and F1 each 0 where their denominator is 0."""
+    tp, n_estimated, n_reference = tp.double(), n_estimated.double(), n_reference.double()
+    precision = torch.where(n_estimated > 0, tp / n_estimated.clamp(min=1), torch.zeros_like(tp))
+    recall = torch.where(n_reference > 0, tp / n_reference.clamp(min=1), torch.zeros_like(tp))
+    total = precision + recall
+    return torch.where(total > 0, 2 * precision * recall / torch.where(total > 0, total, 1.0), torch.zeros_like(tp))
+
+
+def chunk_f1(attribution: torch.Tensor, frame_labels: torch.Tensor, *, chunk_frames: int,
+             percentiles: Sequence[int] = PERCENTILES) -> torch.Tensor:
+    """Planer chunk F1 per clip and percentile: `[B, F, T], [B, T] -> [P, B]`.
+
+    A chunk is positive if it holds an annotated frame and predicted if it holds a peak;
+    TP = positive and predicted, FP = predicted only, FN = positive only; per-clip P, R, F1.
+    """
+    predicted = chunk_any(peak_frames(attribution, percentiles), chunk_frames)
+    positive = chunk_any(frame_labels.bool(), chunk_frames).unsqueeze(0)
+    tp = (predicted & positive).sum(-1)
+    return precision_recall_f1(tp, predicted.sum(-1), positive.sum(-1).expand_as(tp))
+
+
+def _runs(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Maximal runs of True frames as events: `[G, T]` -> row, onset frame, offset frame (exclusive), each `[E]`.
+
+    `nonzero` lists starts and ends in the same row-major order, so the k-th start pairs with the k-th end.
+    """
+    padded = torch.nn.functional.pad(frames.to(torch.int8), (1, 1))
+    step = padded[:, 1:] - padded[:, :-1]
+    starts = torch.nonzero(step == 1)
+    ends = torch.nonzero(step == -1)
+    return starts[:, 0], starts[:, 1], ends[:, 1]
+
+
+def event_f1(attribution: torch.Tensor, frame_labels: torch.Tensor, *, frames_per_second: float,
+             percentiles: Sequence[int] = PERCENTILES, collar_s: float = 0.2,
+             offset_fraction: float = 0.5) -> torch.Tensor:
+    """Event-based F1 with sed_eval's definitions, per clip and percentile: `[B, F, T], [B, T] -> [P, B]`.
+
+    Estimated events are runs of peak frames, reference events runs of annotated frames. An estimated
+    event hits a reference event when |onset difference| <= collar and |offset difference| <=
+    max(collar, offset_fraction * reference length) (sed_eval's `t_collar`, `percentage_of_length`);
+    hits are paired one-to-one by a maximum bipartite matching (sed_eval's "optimal" matching).
+    """
+    estimated = peak_frames(attribution, percentiles)
+    return event_f1_from_frames(estimated, frame_labels.bool(), frames_per_second=frames_per_second,
+                                collar_s=collar_s, offset_fraction=offset_fraction)
+
+
+def event_f1_from_frames(estimated: torch.Tensor, reference: torch.Tensor, *, frames_per_second: float,
+                         collar_s: float = 0.2, offset_fraction: float = 0.5) -> torch.Tensor:
+    """Event F1 of estimated frame activity `[P, B, T]` against reference activity `[B, T]` -> `[P, B]`.
+
+    All P x B matchings are solved as one block-diagonal bipartite graph (Hopcroft-Karp in scipy).
+    """
+    n_p, n_b, n_t = estimated.shape
+    est_row, est_on, est_off = _runs(estimated.reshape(n_p * n_b, n_t))
+    ref_clip, ref_on, ref_off = _runs(reference)
+    est_clip = est_row % n_b
+    # reference events in a [B, R_max] table so each estimated event meets only its own clip's events
+    n_ref = torch.bincount(ref_clip, minlength=n_b)
+    first = torch.cumsum(n_ref, 0) - n_ref
+    slot = torch.arange(len(ref_clip), device=ref_clip.device) - first[ref_clip]
+    r_max = int(n_ref.max()) if len(ref_clip) else 0
+    table_on = torch.zeros(n_b, max(r_max, 1), dtype=torch.long, device=reference.device)
+    table_off = torch.zeros_like(table_on)
+    valid = torch.zeros_like(table_on, dtype=torch.bool)
+    table_on[ref_clip, slot] = ref_on
+    table_off[ref_clip, slot] = ref_off
+    valid[ref_clip, slot] = True
+
+    eps = 1e-9  # guards float rounding exactly at a collar boundary
+    collar = collar_s * frames_per_second
+    cand_on, cand_off = table_on[est_clip], table_off[est_clip]
+    offset_tolerance = torch.clamp(offset_fraction * (cand_off - cand_on).double(), min=collar)
+    hits = (valid[est_clip] & ((est_on[:, None] - cand_on).abs() <= collar + eps)
+            & ((est_off[:, None] - cand_off).abs() <= offset_tolerance + eps))
+    event, slot_hit = torch.nonzero(hits, as_tuple=True)
+    # one column per (percentile, clip, reference slot): a reference event is matched at most once per percentile
+    column = est_row[event] * max(r_max, 1) + slot_hit
+    graph = csr_matrix((np.ones(len(event), dtype=np.int8), (event.cpu().numpy(), column.cpu().numpy())),
+                       shape=(len(est_row), n_p * n_b * max(r_max, 1)))
+    matched = torch.from_numpy(maximum_bipartite_matching(graph, perm_type="column") >= 0).to(est_row.device)
+    tp = torch.bincount(est_row[matched], minlength=n_p * n_b).reshape(n_p, n_b)
+    n_est = torch.bincount(est_row, minlength=n_p * n_b).reshape(n_p, n_b)
+    return precision_recall_f1(tp, n_est, n_ref.unsqueeze(0).expand(n_p, n_b))
+
+
+def by_percentile(percentiles: Sequence[int], values: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`[P, B]` -> {"90": [B], ...}, the value labels every per-percentile metric uses."""
+    return {str(p): v for p, v in zip(percentiles, values, strict=True)}
+
+
+def frame_label_fraction(frame_labels: torch.Tensor) -> torch.Tensor:
+    """Chance level of time-only metrics: the annotated share of the clip's frames, `[B, T] -> [B]`."""
+    return frame_labels.double().mean(dim=-1)
+
+
+@metrics.register("chunk_f1", summary="planer temporal overlap: per-clip F1 of 1-s chunks holding an attribution "
+                  "peak (frames >= p-th percentile of the frequency-summed map) against annotated chunks",
+                  version=1, needs={"intervals"}, family="temporal", higher_is_better=True, params="percentile")
+def chunk_f1_metric(ctx: MetricContext) -> MetricResult:
+    values = chunk_f1(ctx.explanation.attribution, ctx.batch.frame_labels,
+                      chunk_frames=chunk_frames_for(ctx.spec.frames_per_second), percentiles=ctx.percentiles)
+    return MetricResult(values=by_percentile(ctx.percentiles, values),
+                        chance=frame_label_fraction(ctx.batch.frame_labels))
+
+
+@metrics.register("event_f1", summary="event-based F1 (sed_eval definitions, 200 ms onset collar, offset within "
+                  "max(collar, 50 % of the event)) of runs of peak frames against annotated events",
+                  version=1, needs={"intervals"}, family="temporal", higher_is_better=True, params="percentile",
+                  defaults={"collar_s": 0.2, "offset_fraction": 0.5})
+def event_f1_metric(ctx: MetricContext, *, collar_s: float = 0.2, offset_fraction: float = 0.5) -> MetricResult:
+    values = event_f1(ctx.explanation.attribution, ctx.batch.frame_labels,
+                      frames_per_second=ctx.spec.frames_per_second, percentiles=ctx.percentiles,
+                      collar_s=collar_s, offset_fraction=offset_fraction)
+    return MetricResult(values=by_percentile(ctx.percentiles, values),
+                        chance=frame_label_fraction(ctx.batch.frame_labels))

@@ -1,0 +1,161 @@
+"""Chunk F1 (planer protocol) and event F1 (sed_eval definitions) against slow references."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from benchmark.metrics import chunk_f1, event_f1, peak_frames
+from benchmark.metrics.temporal import event_f1_from_frames
+
+PERCENTILES = tuple(range(90, 100))
+
+
+def np_prf(tp: int, n_est: int, n_ref: int) -> float:
+    p = tp / n_est if n_est else 0.0
+    r = tp / n_ref if n_ref else 0.0
+    return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def np_chunk_f1(attribution: np.ndarray, labels: np.ndarray, p: int, chunk: int) -> float:
+    """The planer reference, one clip: curve -> peaks -> chunk TP/FP/FN -> F1."""
+    curve = attribution.sum(axis=0)
+    peaks = curve >= np.quantile(curve, p / 100)
+    tp = fp = fn = 0
+    for c in range(len(curve) // chunk):
+        has_peak = peaks[c * chunk:(c + 1) * chunk].any()
+        positive = labels[c * chunk:(c + 1) * chunk].any()
+        tp += has_peak and positive
+        fp += has_peak and not positive
+        fn += positive and not has_peak
+    return np_prf(tp, tp + fp, tp + fn)
+
+
+def random_labels(g: torch.Generator, b: int, t: int) -> torch.Tensor:
+    labels = torch.zeros(b, t, dtype=torch.bool)
+    for i in range(b):
+        for _ in range(1 + i % 3):
+            on = int(torch.randint(0, t - 5, (1,), generator=g))
+            labels[i, on:on + int(torch.randint(2, 30, (1,), generator=g))] = True
+    return labels
+
+
+def test_chunk_f1_matches_planer_reference_on_random_maps():
+    g = torch.Generator().manual_seed(1)
+    b, f, t, chunk = 6, 5, 401, 40
+    attribution = torch.randn(b, f, t, generator=g)
+    attribution[:, :, 100:140] += 1.5  # some clips agree with their labels, others not
+    labels = random_labels(g, b, t)
+    labels[0, 100:140] = True
+    got = chunk_f1(attribution, labels, chunk_frames=chunk)
+    assert got.shape == (10, b)
+    for i, p in enumerate(PERCENTILES):
+        for j in range(b):
+            want = np_chunk_f1(attribution[j].double().numpy(), labels[j].numpy(), p, chunk)
+            assert got[i, j].item() == pytest.approx(want, abs=1e-12)
+    assert got.max() > 0.3 and got.min() < got.max()
+
+
+def test_chunk_f1_hand_built():
+    t, chunk = 401, 40  # 10 chunks, frame 400 ignored
+    labels = torch.zeros(1, t, dtype=torch.bool)
+    labels[0, 80:160] = True          # chunks 2 and 3 positive
+    attribution = torch.zeros(1, 2, t)
+    attribution[0, :, 85:90] = 0.5    # chunk 2: TP
+    attribution[0, :, 300:305] = 0.5  # chunk 7: FP (chunk 3 is then a FN)
+    attribution[0, :, 400] = 2.5      # the trailing frame: a peak that falls in no chunk
+    # p = 99: position 0.99 * 400 = 396 falls on the ten 1.0-frames -> exactly the eleven spike frames
+    got = chunk_f1(attribution, labels, chunk_frames=chunk, percentiles=[99])
+    assert got.item() == pytest.approx(0.5)  # P = 1/2, R = 1/2
+    # p = 90: position 360 falls on the zero background -> every chunk predicted: P 2/10, R 1
+    got = chunk_f1(attribution, labels, chunk_frames=chunk, percentiles=[90])
+    assert got.item() == pytest.approx(2 * 0.2 / 1.2)
+
+
+def test_chunk_f1_edge_cases():
+    t, chunk = 80, 40
+    attribution = torch.rand(2, 3, t)
+    no_labels = torch.zeros(2, t, dtype=torch.bool)
+    assert torch.equal(chunk_f1(attribution, no_labels, chunk_frames=chunk), torch.zeros(10, 2, dtype=torch.float64))
+    # flat map: every chunk predicted; labels in one of two chunks -> P 0.5, R 1
+    labels = torch.zeros(2, t, dtype=torch.bool)
+    labels[:, 0:3] = True
+    flat = chunk_f1(torch.zeros(2, 3, t), labels, chunk_frames=chunk)
+    assert torch.allclose(flat, torch.full_like(flat, 2 * 0.5 / 1.5))
+
+
+def test_peak_frames_follow_numpy_quantile_with_ties():
+    curve_values = np.array([0, 1, 1, 1, 2, 2, 3, 3, 3, 3], dtype=np.float64)
+    attribution = torch.from_numpy(curve_values).reshape(1, 1, -1)
+    for p in (10, 50, 90, 95, 99):
+        got = peak_frames(attribution, [p])[0, 0].numpy()
+        assert np.array_equal(got, curve_values >= np.quantile(curve_values, p / 100))
+
+
+# --- event F1 -----------------------------------------------------------------------------------
+
+
+def runs(active: np.ndarray) -> list[tuple[int, int]]:
+    events, start = [], None
+    for i, a in enumerate(list(active) + [False]):
+        if a and start is None:
+            start = i
+        if not a and start is not None:
+            events.append((start, i))
+            start = None
+    return events
+
+
+def sed_eval_f1(estimated: np.ndarray, reference: np.ndarray, fps: float, collar: float = 0.2,
+                fraction: float = 0.5) -> float:
+    """sed_eval's event-based F1 for one class and one file, written from its definitions (seconds)."""
+    est = [(a / fps, b / fps) for a, b in runs(estimated)]
+    ref = [(a / fps, b / fps) for a, b in runs(reference)]
+    hit = np.zeros((len(ref), len(est)))
+    for j, (r_on, r_off) in enumerate(ref):
+        for i, (e_on, e_off) in enumerate(est):
+            onset_ok = abs(r_on - e_on) <= collar + 1e-12
+            offset_ok = abs(r_off - e_off) <= max(collar, fraction * (r_off - r_on)) + 1e-12
+            hit[j, i] = onset_ok and offset_ok
+    tp = int(hit[linear_sum_assignment(-hit)].sum()) if len(ref) and len(est) else 0
+    return np_prf(tp, len(est), len(ref))
+
+
+def test_event_f1_matches_sed_eval_definitions():
+    g = torch.Generator().manual_seed(3)
+    b, f, t, fps = 5, 4, 200, 20.0
+    attribution = torch.randn(b, f, t, generator=g)
+    labels = random_labels(g, b, t)
+    # make some estimated runs line up with the references so hits exist
+    attribution[:, :, :] += labels[:, None, :].float() * 2.5
+    got = event_f1(attribution, labels, frames_per_second=fps)
+    peaks = peak_frames(attribution, PERCENTILES)
+    assert got.shape == (10, b)
+    for i in range(10):
+        for j in range(b):
+            want = sed_eval_f1(peaks[i, j].numpy(), labels[j].numpy(), fps)
+            assert got[i, j].item() == pytest.approx(want, abs=1e-12)
+    assert got.max() > 0
+
+
+def test_event_f1_collars_and_one_to_one_matching():
+    fps = 10.0  # collar 0.2 s = 2 frames
+    t = 100
+    reference = torch.zeros(1, t, dtype=torch.bool)
+    reference[0, 20:40] = True   # 2 s: offset tolerance max(0.2, 1.0) = 10 frames
+    estimated = torch.zeros(1, 1, t, dtype=torch.bool)
+    estimated[0, 0, 22:48] = True  # onset +2 frames (on the collar), offset +8 frames: a hit
+    assert event_f1_from_frames(estimated, reference, frames_per_second=fps).item() == pytest.approx(1.0)
+    estimated[0, 0, 22] = False    # onset +3 frames: outside the collar
+    assert event_f1_from_frames(estimated, reference, frames_per_second=fps).item() == 0.0
+    # one estimated event that hits two reference events counts once (R 1/2), and a second estimated
+    # event that can only take the second reference makes the optimal matching pair both (F1 = 1)
+    reference = torch.zeros(1, t, dtype=torch.bool)
+    reference[0, 10:11] = True
+    reference[0, 12:14] = True
+    estimated = torch.zeros(1, 1, t, dtype=torch.bool)
+    estimated[0, 0, 10:12] = True  # onset within 2 frames of both, offset within 2 frames of both
+    assert event_f1_from_frames(estimated, reference, frames_per_second=fps).item() == pytest.approx(np_prf(1, 1, 2))
+    estimated[0, 0, 13:14] = True  # hits only the second reference
+    assert event_f1_from_frames(estimated, reference, frames_per_second=fps).item() == pytest.approx(1.0)
