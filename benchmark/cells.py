@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,9 @@ class TrainCell:
     detector: PluginConfig
     seed: int
 
-    @property
+    @cached_property
     def key(self) -> str:
+        """Computed once per cell, so an adapter edited during a run cannot move the cell's key."""
         return content_key({"cell": "train", "engine": ENGINE_VERSION, "dataset": self.dataset.identity(),
                             "detector": self.detector.identity(), "seed": self.seed})
 
@@ -53,12 +55,12 @@ class EvaluateCell:
     metrics: tuple[PluginConfig, ...]
     evaluate: tuple[tuple[str, Any], ...]
 
-    @property
+    @cached_property
     def interpreter_key(self) -> str:
         """Key of what the explainer learns (trained interpreters), independent of the metrics."""
         return content_key({"cell": "interpreter", "train": self.train.key, "explainer": self.explainer.identity()})
 
-    @property
+    @cached_property
     def key(self) -> str:
         return content_key({"cell": "evaluate", "engine": ENGINE_VERSION, "train": self.train.key,
                             "explainer": self.explainer.identity(),
@@ -73,7 +75,8 @@ class EvaluateCell:
     def describe(self) -> dict[str, Any]:
         t = self.train
         return {"cell": "evaluate", "label": self.label, "dataset": t.dataset.name, "detector": t.detector.name,
-                "explainer": self.explainer.name, "seed": t.seed}
+                "explainer": self.explainer.name, "seed": t.seed, "train_key": t.key,
+                "interpreter_key": self.interpreter_key}
 
 
 def _metric_engine_hash() -> str:

@@ -156,8 +156,8 @@ def interpreter_state(suite_run: Path | None, train_key: str | None, explainer: 
                 path = Path(suite_run) / "checkpoints" / f"{cell.interpreter_key}.pt"
                 if path.is_file():
                     return torch.load(path, map_location=device, weights_only=False)["state"]
-    raise BenchmarkError(f"no trained {explainer!r} for train cell {train_key} in '{suite_run}': run a suite that "
-                         f"evaluates {explainer} with this detector first")
+    raise BenchmarkError(f"no trained {explainer!r} for train cell {train_key} in '{suite_run}' under the current "
+                         f"adapter sources: rerun the suite (it evaluates {explainer} with this detector) to train it")
 
 
 def explain_clip(wav: Path, detector: Detector, explainer: Explainer, *, name: str, spec: FeatureSpec,

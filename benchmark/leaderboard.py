@@ -18,6 +18,7 @@ import pandas as pd
 from .errors import BenchmarkError
 from .metrics.detection import detection_table
 from .registry import registry
+from .report import write_report
 from .store import Store, atomic_write_bytes
 
 KEYS = ["dataset", "detector", "explainer"]
@@ -97,12 +98,12 @@ def leaderboard_table(rows: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
                           for key in index], columns=None)
     if table.empty:
         return pd.DataFrame(columns=KEYS + ["status"])
-    metric_cols = sorted(c for c in table.columns if c.endswith(".mean"))
-    for col in metric_cols:
+    ranks = {}
+    for col in sorted(c for c in table.columns if c.endswith(".mean")):
         metric = col.split("[")[0].removesuffix(".mean")
-        ascending = not _higher_is_better(metric)
-        table[col.removesuffix(".mean") + ".rank"] = table.groupby(["dataset", "detector"])[col].rank(
-            method="min", ascending=ascending)
+        ranks[col.removesuffix(".mean") + ".rank"] = table.groupby(["dataset", "detector"])[col].rank(
+            method="min", ascending=not _higher_is_better(metric))
+    table = pd.concat([table, pd.DataFrame(ranks, index=table.index)], axis=1)
     value_cols = sorted((c for c in table.columns if c not in KEYS + ["status"]), key=_column_order)
     return table[KEYS + ["status"] + value_cols].sort_values(KEYS).reset_index(drop=True)
 
@@ -160,7 +161,11 @@ def publish(store: Store, suite_name: str, leaderboards: Path) -> Path:
     records = store.records(keys)
     folder = Path(leaderboards) / suite_name
     scores = rows[rows["metric"] == SCORE_METRIC]
-    atomic_write_bytes(folder / "leaderboard.csv", _csv_bytes(leaderboard_table(rows, records)))
-    atomic_write_bytes(folder / "detectors.csv", _csv_bytes(detection_table(scores)))
+    leaderboard = leaderboard_table(rows, records)
+    detectors = detection_table(scores)
+    atomic_write_bytes(folder / "leaderboard.csv", _csv_bytes(leaderboard))
+    atomic_write_bytes(folder / "detectors.csv", _csv_bytes(detectors))
     atomic_write_bytes(folder / "cost.csv", _csv_bytes(cost_table(records)))
+    write_report(folder, suite_name=suite_name, leaderboard=leaderboard, detectors=detectors, rows=rows,
+                 records=records, store=store, manifest=manifest)
     return folder

@@ -37,6 +37,7 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
     trains, evals = expand(suite)
     store.record_suite(suite.name, {"suite": suite.name, "suite_file": str(suite.path),
                                     "suite_hash": suite.file_hash(), "seeds": list(suite.seeds),
+                                    "device": str(device),
                                     "train": [c.key for c in trains], "evaluate": [c.key for c in evals]})
     ws = Workspace(store=store, device=device)
     summary = RunSummary()

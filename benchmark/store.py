@@ -25,6 +25,8 @@ import torch
 ROW_COLUMNS = ["dataset", "machine", "section", "domain", "clip_id", "label", "detector", "detector_seed",
                "explainer", "metric", "param", "value", "chance"]
 DONE, FAILED, SKIPPED = "done", "failed", "skipped"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -35,6 +37,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; published files should read like any other
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,620 @@
+"""The citable part of a leaderboard folder, written after `leaderboard.csv`, `detectors.csv`, `cost.csv`:
+
+    <family>.csv      key columns + detector_auc/detector_flag + that family's metric columns
+    ranks.csv         Borda and mean rank of the explainers per dataset × detector × family
+    neighbours.csv    Wilcoxon tests between neighbours of every headline ranking (Holm within a ranking)
+    agreement.csv     Kendall τ between the rankings of every pair of headline metrics
+    figures/*.png     percentile curves, bar charts per family, metric agreement, attribution galleries
+    audio/*.wav       a few listenable explanations copied from the store (the page works without runs/)
+    README.md         the main tables in Markdown;  index.html  the same, with figures and players
+    manifest.json     git commit, package versions, device, seeds, suite and data hashes, plugin versions
+
+Every CSV is sorted and written with a fixed float format, so the same store gives the same bytes.
+Columns are documented in docs/leaderboard-columns.md.
+"""
+from __future__ import annotations
+
+import html
+import io
+import json
+import platform
+import shutil
+import subprocess
+from dataclasses import dataclass
+from hashlib import sha256
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import figures
+from .errors import BenchmarkError
+from .registry import registry
+from .statistics import (
+    ALPHA,
+    CORRECTION,
+    OTHER_FAMILY,
+    MetricMeta,
+    family_ranks,
+    headline_columns,
+    metric_agreement,
+    metric_columns,
+    metric_meta,
+    neighbour_tests,
+    ranking_chain,
+    split_column,
+)
+from .store import Store, atomic_write_bytes, atomic_write_text
+
+MIN_AUC = 0.6
+FLOAT_FORMAT = "%.6g"
+KEYS = ["dataset", "detector", "explainer"]
+FAMILY_ORDER = ("faithfulness", "temporal", "localisation", "deletion", "lmac", "synthesis", "audio_quality",
+                "sanity", "robustness", "complexity")
+PACKAGES = ("torch", "torchaudio", "captum", "transformers", "speechbrain", "encodec", "numpy", "pandas",
+            "scikit-learn", "scipy", "matplotlib", "soundfile")
+GALLERY_CLIPS = 2
+GALLERY_EXPLAINERS = 16
+MAX_AUDIO_EXAMPLES = 4
+AUDIO_BUDGET_BYTES = 5 * 2**20
+AUDIO_TAGS = ("input", "explanation", "masked_out")
+FLAG_OK, FLAG_LOW, FLAG_UNKNOWN = "ok", "low_auc", "no_auc"
+LEAD_FILES = ("leaderboard.csv", "detectors.csv", "cost.csv")
+
+
+# --- tables ------------------------------------------------------------------------------------------
+def csv_bytes(df: pd.DataFrame) -> bytes:
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
+    return buf.getvalue().encode()
+
+
+def detector_auc(detectors: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """Pooled test AUC (the machine='all' row) of every dataset × detector."""
+    if detectors.empty or not {"dataset", "detector", "machine", "auc"} <= set(detectors.columns):
+        return {}
+    pooled = detectors[detectors["machine"].astype(str) == "all"].sort_values(["dataset", "detector"])
+    return {(r.dataset, r.detector): float(r.auc) for r in pooled.drop_duplicates(["dataset", "detector"])
+            .itertuples()}
+
+
+def auc_flag(auc: float | None, min_auc: float) -> str:
+    if auc is None or not np.isfinite(auc):
+        return FLAG_UNKNOWN
+    return FLAG_LOW if auc < min_auc else FLAG_OK
+
+
+def with_detector_flags(table: pd.DataFrame, aucs: dict[tuple[str, str], float], min_auc: float) -> pd.DataFrame:
+    """`table` with detector_auc and detector_flag inserted after its key columns."""
+    keys = list(zip(table["dataset"], table["detector"], strict=True))
+    auc = [aucs.get(k, float("nan")) for k in keys]
+    at = [c for c in table.columns if c in KEYS + ["status", "family"]]
+    out = table.copy()
+    out.insert(len(at), "detector_auc", auc)
+    out.insert(len(at) + 1, "detector_flag", [auc_flag(a, min_auc) for a in auc])
+    return out
+
+
+def family_of(metas: dict[str, MetricMeta], column: str) -> str:
+    return metas[split_column(column)[0]].family
+
+
+def ordered_families(families: set[str]) -> list[str]:
+    return [f for f in FAMILY_ORDER if f in families] + sorted(families - set(FAMILY_ORDER))
+
+
+def family_tables(leaderboard: pd.DataFrame, metas: dict[str, MetricMeta], aucs: dict[tuple[str, str], float],
+                  min_auc: float) -> dict[str, pd.DataFrame]:
+    """family -> leaderboard key columns, status, detector_auc, detector_flag and the family's metric columns."""
+    base = with_detector_flags(leaderboard[KEYS + ["status"]], aucs, min_auc)
+    out = {}
+    for family in ordered_families({family_of(metas, c) for c in metric_columns(leaderboard)}):
+        cols = [c for c in leaderboard.columns if c not in KEYS + ["status"]
+                and family_of(metas, c.rsplit(".", 1)[0]) == family]
+        out[family] = pd.concat([base, leaderboard[cols]], axis=1)
+    return out
+
+
+# --- the document model shared by README.md and index.html ------------------------------------------------
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Block:
+    """One piece of the page: kind is h1/h2/h3, p, list, table, img, audio or links."""
+
+    kind: str
+    text: str = ""
+    items: list[Any] | None = None
+    table: Table | None = None
+    src: str = ""
+
+
+def fmt(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.{digits}g}"
+    return str(v)
+
+
+def markdown(blocks: list[Block]) -> str:
+    out = []
+    for b in blocks:
+        if b.kind in ("h1", "h2", "h3"):
+            out.append("#" * int(b.kind[1]) + " " + b.text)
+        elif b.kind == "p":
+            out.append(b.text)
+        elif b.kind == "list":
+            out.append("\n".join(f"- {item}" for item in b.items))
+        elif b.kind == "table":
+            t = b.table
+            cell = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+            lines = ["| " + " | ".join(map(cell, t.header)) + " |", "|" + "---|" * len(t.header)]
+            lines += ["| " + " | ".join(map(cell, r)) + " |" for r in t.rows]
+            out.append("\n".join(lines))
+        elif b.kind == "img":
+            out.append(f"![{b.text}]({b.src})")
+        elif b.kind == "audio":
+            out.append(b.text + ": " + ", ".join(f"[{tag}]({src})" for tag, src in b.items))
+        elif b.kind == "links":
+            out.append(" · ".join(f"[{text}]({href})" for text, href in b.items))
+    return "\n\n".join(out) + "\n"
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em auto;max-width:1200px;
+padding:0 1em;color:#222}
+h1{font-size:1.5em}h2{font-size:1.25em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
+h3{font-size:1.05em;margin-top:1.2em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+th,td{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}
+th{background:#f4f4f4}tr:nth-child(even) td{background:#fafafa}
+img{max-width:100%;border:1px solid #eee;margin:.4em 0}
+.audio{margin:.4em 0}.audio audio{height:2em;vertical-align:middle;margin-right:1em}
+code{background:#f4f4f4;padding:0 .2em}
+"""
+
+
+def page(blocks: list[Block], title: str) -> str:
+    esc = html.escape
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{esc(title)}</title>",
+           f"<style>{CSS}</style></head><body>"]
+    for b in blocks:
+        if b.kind in ("h1", "h2", "h3"):
+            out.append(f"<{b.kind}>{esc(b.text)}</{b.kind}>")
+        elif b.kind == "p":
+            out.append(f"<p>{esc(b.text)}</p>")
+        elif b.kind == "list":
+            out.append("<ul>" + "".join(f"<li>{esc(str(i))}</li>" for i in b.items) + "</ul>")
+        elif b.kind == "table":
+            t = b.table
+            head = "".join(f"<th>{esc(h)}</th>" for h in t.header)
+            body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in t.rows)
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif b.kind == "img":
+            out.append(f'<div><img src="{esc(b.src)}" alt="{esc(b.text)}" loading="lazy"></div>')
+        elif b.kind == "audio":
+            players = "".join(f'{esc(tag)} <audio controls preload="none" src="{esc(src)}"></audio>'
+                              for tag, src in b.items)
+            out.append(f'<div class="audio"><b>{esc(b.text)}</b><br>{players}</div>')
+        elif b.kind == "links":
+            out.append("<p>" + " · ".join(f'<a href="{esc(href)}">{esc(text)}</a>' for text, href in b.items)
+                       + "</p>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+# --- examples from the store ---------------------------------------------------------------------------
+def example_folders(store: Store, manifest: dict) -> list[tuple[dict, Path]]:
+    """(cell record, examples folder) of every evaluate cell of the run that saved examples, sorted."""
+    out = []
+    for key in manifest.get("evaluate", []):
+        record = store.status(key)
+        if not record or "explainer" not in record:
+            continue
+        folder = store.examples_dir(key, record["dataset"], record["detector"],
+                                    f"{record['explainer']}-s{record['seed']}")
+        if folder.is_dir():
+            out.append((record, folder))
+    return sorted(out, key=lambda rf: (rf[0]["dataset"], rf[0]["detector"], rf[0]["explainer"], rf[0]["seed"]))
+
+
+def gallery_maps(cells: list[tuple[dict, Path]]) -> list[figures.ExampleMap]:
+    """Up to GALLERY_CLIPS clips (those most explainers saved) × GALLERY_EXPLAINERS explainers of one
+    dataset × detector, from the lowest seed of each explainer."""
+    first_seed: dict[str, Path] = {}
+    for record, folder in cells:
+        first_seed.setdefault(record["explainer"], folder)
+    chosen = dict(sorted(first_seed.items())[:GALLERY_EXPLAINERS])
+    counts: dict[str, int] = {}
+    for folder in chosen.values():
+        for path in folder.glob("*.npz"):
+            counts[path.stem] = counts.get(path.stem, 0) + 1
+    clips = sorted(counts, key=lambda c: (-counts[c], c))[:GALLERY_CLIPS]
+    maps = []
+    for clip in clips:
+        for explainer, folder in chosen.items():
+            path = folder / f"{clip}.npz"
+            if path.is_file():
+                with np.load(path) as z:
+                    maps.append(figures.ExampleMap(
+                        clip_id=clip.replace("__", "/"), explainer=explainer, x=z["x"].astype(np.float32),
+                        attribution=z["attribution"].astype(np.float32),
+                        tf_mask=z["tf_mask"].astype(bool) if "tf_mask" in z.files else None))
+    return maps
+
+
+@dataclass(frozen=True)
+class AudioExample:
+    label: str
+    tracks: tuple[tuple[str, str], ...]  # (tag, path relative to the leaderboard folder)
+
+
+def copy_audio(cells: list[tuple[dict, Path]], folder: Path) -> list[AudioExample]:
+    """Copy the first listenable explanation (with its input and masked-out audio) of up to
+    MAX_AUDIO_EXAMPLES dataset × detector × explainer cells into `folder/audio/`, within AUDIO_BUDGET_BYTES."""
+    out, used, seen = [], 0, set()
+    for record, source in cells:
+        ident = (record["dataset"], record["detector"], record["explainer"])
+        if ident in seen or len(out) >= MAX_AUDIO_EXAMPLES:
+            continue
+        explanations = sorted(source.glob("*.explanation.wav"))
+        if not explanations:
+            continue
+        clip = explanations[0].name.removesuffix(".explanation.wav")
+        files = [(tag, source / f"{clip}.{tag}.wav") for tag in AUDIO_TAGS if (source / f"{clip}.{tag}.wav").is_file()]
+        size = sum(p.stat().st_size for _, p in files)
+        if used + size > AUDIO_BUDGET_BYTES:
+            continue
+        seen.add(ident)
+        used += size
+        stem = figures.safe_name(*ident, f"s{record['seed']}", clip)
+        tracks = []
+        for tag, path in files:
+            rel = f"audio/{stem}.{tag}.wav"
+            atomic_write_bytes(folder / rel, path.read_bytes())
+            tracks.append((tag, rel))
+        out.append(AudioExample(f"{' / '.join(ident)} — clip {clip.replace('__', '/')}", tuple(tracks)))
+    return out
+
+
+# --- manifest --------------------------------------------------------------------------------------
+def git_state(repo: Path) -> dict[str, Any]:
+    """Commit and dirty flag of the checkout holding the code (None where git or the repo is absent)."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(repo), "--no-optional-locks", *args], capture_output=True,
+                                  text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain")
+    return {"commit": commit.strip() if commit else None, "dirty": None if status is None else bool(status.strip())}
+
+
+def package_versions() -> dict[str, str | None]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def this_machine() -> dict[str, Any]:
+    import torch
+    cuda = torch.cuda.is_available()
+    return {"cuda_available": cuda, "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
+            "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads()}
+
+
+def plugin_identities(names: dict[str, set[str]]) -> dict[str, dict[str, dict[str, Any]]]:
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for kind, kind_names in sorted(names.items()):
+        for name in sorted(kind_names):
+            try:
+                p = registry(kind).get(name)
+                out.setdefault(kind, {})[name] = {"version": p.version, "source": p.source_hash()}
+            except BenchmarkError:
+                out.setdefault(kind, {})[name] = {"version": None, "source": None, "note": "no longer registered"}
+    return out
+
+
+def suite_configs(manifest: dict) -> dict[str, list]:
+    """The suite's dataset/detector/explainer/metric configs, when its file still matches the run's hash."""
+    from .suites import load_suite
+    path = manifest.get("suite_file")
+    try:
+        suite = load_suite(path) if path else None
+    except (BenchmarkError, OSError):
+        return {}
+    if suite is None or suite.file_hash() != manifest.get("suite_hash"):
+        return {}
+    return {"dataset": list(suite.datasets), "detector": list(suite.detectors), "explainer": list(suite.explainers),
+            "metric": list(suite.metrics)}
+
+
+def build_manifest(folder: Path, *, suite_name: str, manifest: dict, records: list[dict], rows: pd.DataFrame,
+                   min_auc: float, alpha: float) -> dict[str, Any]:
+    names: dict[str, set[str]] = {"dataset": set(), "detector": set(), "explainer": set(),
+                                  "metric": set(rows["metric"].unique()) - {"anomaly_score"}}
+    for r in records:
+        for kind in ("dataset", "detector", "explainer"):
+            if r.get(kind):
+                names[kind].add(r[kind])
+    configs = suite_configs(manifest)
+    for kind, cfgs in configs.items():
+        names[kind] |= {c.name for c in cfgs}
+    data = {}
+    for cfg in configs.get("dataset", []):
+        if cfg.name in names["dataset"]:
+            ident = cfg.identity()
+            blob = json.dumps(ident, sort_keys=True, default=str).encode()
+            data[cfg.name] = {**ident, "config_hash": sha256(blob).hexdigest()[:16]}
+    statuses = [r.get("status") for r in records]
+    return {
+        "suite": suite_name,
+        "suite_file": manifest.get("suite_file"),
+        "suite_hash": manifest.get("suite_hash"),
+        "seeds": manifest.get("seeds"),
+        "git": git_state(Path(__file__).resolve().parent.parent),
+        "python": platform.python_version(),
+        "packages": package_versions(),
+        "device": manifest.get("device"),
+        "published_on": this_machine(),
+        "cells": {"train": len(manifest.get("train", [])), "evaluate": len(manifest.get("evaluate", [])),
+                  **{s: statuses.count(s) for s in ("done", "failed", "skipped")}},
+        "data": data,
+        "data_hash_note": ("config_hash hashes each dataset's resolved params, plugin version and adapter source "
+                           "hash (what the cell keys hash); the audio files themselves are not hashed. Empty when "
+                           "the suite file changed since the run."),
+        "plugins": plugin_identities(names),
+        "statistics": {"ci": "95 % percentile bootstrap over clips, 1000 resamples",
+                       "test": "two-sided Wilcoxon signed-rank on shared (clip, seed) pairs of ranked neighbours",
+                       "correction": f"{CORRECTION} over the neighbour pairs of each ranking", "alpha": alpha,
+                       "min_auc": min_auc},
+        "files": {p.name: sha256(p.read_bytes()).hexdigest()[:16] for p in sorted(folder.glob("*.csv"))},
+    }
+
+
+# --- the report --------------------------------------------------------------------------------------
+def _remove_stale(folder: Path, families: set[str]) -> None:
+    """Outputs of an earlier publish that this one would not rewrite (figures, audio, vanished families)."""
+    for sub in ("figures", "audio"):
+        shutil.rmtree(folder / sub, ignore_errors=True)
+    known = {str(p.extra.get("family", OTHER_FAMILY)) for p in registry("metric").plugins()} | {OTHER_FAMILY}
+    for family in known - families:
+        (folder / f"{family}.csv").unlink(missing_ok=True)
+
+
+def _group_heading(dataset: str, detector: str, aucs: dict, min_auc: float) -> str:
+    auc = aucs.get((dataset, detector))
+    flag = auc_flag(auc, min_auc)
+    if flag == FLAG_LOW:
+        return f"{dataset} / {detector} — ⚠ detector AUC {fmt(auc)} < {min_auc}: explanations of a weak detector"
+    return f"{dataset} / {detector} — detector AUC {fmt(auc)}"
+
+
+def _figure_title(dataset: str, detector: str, aucs: dict, min_auc: float) -> str:
+    auc = aucs.get((dataset, detector))
+    low = auc_flag(auc, min_auc) == FLAG_LOW
+    return f"{dataset} / {detector} (AUC {fmt(auc, 2)}{' ⚠ low' if low else ''})"
+
+
+def _metric_cell(row: pd.Series, col: str) -> str:
+    mean = row.get(f"{col}.mean")
+    if mean is None or not np.isfinite(mean):
+        return "–"
+    return f"{fmt(mean)} [{fmt(row[f'{col}.ci_low'])}, {fmt(row[f'{col}.ci_high'])}] #{int(row[f'{col}.rank'])}"
+
+
+def _family_blocks(family: str, cols: list[str], leaderboard: pd.DataFrame, ranks: pd.DataFrame,
+                   tests: pd.DataFrame, aucs: dict, min_auc: float, alpha: float) -> list[Block]:
+    blocks = [Block("h2", f"{family.capitalize()}")]
+    for (dataset, detector), group in leaderboard.groupby(["dataset", "detector"], sort=True):
+        present = [c for c in cols if f"{c}.mean" in group.columns and group[f"{c}.mean"].notna().any()]
+        if not present:
+            continue
+        fam = ranks[(ranks["dataset"] == dataset) & (ranks["detector"] == detector) & (ranks["family"] == family)]
+        fam = fam.set_index("explainer")
+        order = list(fam.index) + sorted(set(group["explainer"]) - set(fam.index))
+        group = group.set_index("explainer")
+        header = ["explainer", "Borda rank", "mean rank"]
+        for c in present:
+            chance = group[f"{c}.chance"].to_numpy(dtype=float) if f"{c}.chance" in group.columns else np.array([])
+            header.append(f"{c} (chance {fmt(float(np.nanmean(chance)))})" if np.isfinite(chance).any() else c)
+        header.append("status")
+        rows = []
+        for ex in order:
+            r = group.loc[ex]
+            rows.append([ex, fmt(fam["borda_rank"].get(ex)), fmt(fam["mean_rank"].get(ex)),
+                         *[_metric_cell(r, c) for c in present], str(r["status"])])
+        blocks += [Block("h3", _group_heading(dataset, detector, aucs, min_auc)),
+                   Block("table", table=Table(header, rows))]
+        chains = []
+        for c in present:
+            t = tests[(tests["dataset"] == dataset) & (tests["detector"] == detector) & (tests["metric"] == c)]
+            if not t.empty:
+                chains.append(f"{c}: {ranking_chain(t)}")
+        if chains:
+            blocks.append(Block("p", f"Ranked neighbours (Wilcoxon on shared clips, Holm within each ranking, "
+                                     f"'>' = distinguishable at α = {alpha}, '≈' = not):"))
+            blocks.append(Block("list", items=chains))
+    return blocks
+
+
+def _rank_blocks(ranks: pd.DataFrame, families: list[str]) -> list[Block]:
+    """One row per dataset × detector × explainer, one column per family: Borda rank (mean rank)."""
+    if ranks.empty:
+        return []
+    cells = {(r.dataset, r.detector, r.explainer, r.family): f"{r.borda_rank} ({fmt(r.mean_rank, 2)})"
+             for r in ranks.itertuples()}
+    overall = ranks[ranks["family"] == "all"].sort_values(["dataset", "detector", "borda_rank", "explainer"])
+    columns = [*families, "all"]
+    rows = [[r.dataset, r.detector, r.explainer, r.detector_flag,
+             *[cells.get((r.dataset, r.detector, r.explainer, f), "–") for f in columns]]
+            for r in overall.itertuples()]
+    return [Block("h2", "Family ranks"),
+            Block("p", "Each cell: Borda rank (mean rank) of the explainer over the family's headline metrics; a "
+                       "metric ranking k explainers gives k − rank Borda points; 'all' pools every family "
+                       "(ranks.csv)."),
+            Block("table", table=Table(["dataset", "detector", "explainer", "detector flag", *columns], rows))]
+
+
+def _detector_blocks(detectors: pd.DataFrame, aucs: dict, min_auc: float) -> list[Block]:
+    blocks = [Block("h2", "Detectors"),
+              Block("p", f"Pooled test AUC per dataset × detector (machine 'all'); detectors below AUC {min_auc} "
+                         f"are flagged beside their explanation scores.")]
+    if detectors.empty or "machine" not in detectors.columns:
+        return blocks + [Block("p", "No detection scores in this run.")]
+    pooled = detectors[detectors["machine"].astype(str) == "all"].sort_values(["dataset", "detector"])
+    wanted = [c for c in ("n_seeds", "auc", "auc_std", "pauc", "official_score") if c in pooled.columns]
+    header = ["dataset", "detector", *wanted, "flag"]
+    rows = [[r["dataset"], r["detector"], *[fmt(r[c]) for c in wanted],
+             auc_flag(aucs.get((r["dataset"], r["detector"])), min_auc)] for _, r in pooled.iterrows()]
+    return blocks + [Block("table", table=Table(header, rows))]
+
+
+def _cost_blocks(records: list[dict]) -> list[Block]:
+    rows = [{"explainer": r["explainer"], **r["cost"]} for r in records
+            if r.get("cell") == "evaluate" and "cost" in r and r["cost"].get("n_clips")]
+    if not rows:
+        return []
+    df = pd.DataFrame(rows)
+    df["explain_s_per_clip"] = df["explain_s"] / df["n_clips"]
+    wanted = [c for c in ("explain_s_per_clip", "explainer_forward", "explainer_backward", "peak_memory_mb")
+              if c in df.columns]
+    agg = df.groupby("explainer", sort=True)[wanted].mean()
+    table = Table(["explainer", *wanted], [[ex, *[fmt(v) for v in r]] for ex, r in agg.iterrows()])
+    return [Block("h2", "Cost"), Block("p", "Mean over cells of seconds and detector passes per explained clip "
+                                            "(wall-clock values vary between machines; cost.csv has every cell)."),
+            Block("table", table=table)]
+
+
+def _status_blocks(records: list[dict]) -> list[Block]:
+    bad = sorted(f"{r.get('label', '?')} — {r['status']}: {r.get('reason', '')}" for r in records
+                 if r.get("status") != "done")
+    if not bad:
+        return []
+    return [Block("h2", "Cells not done"), Block("list", items=bad)]
+
+
+@dataclass
+class Figures:
+    curves: list[Path]
+    bars: dict[str, list[Path]]
+    agreement: Path | None
+    galleries: list[Path]
+
+
+def _write_figures(folder: Path, leaderboard: pd.DataFrame, metas: dict[str, MetricMeta],
+                   by_family: dict[str, list[str]], agreement: pd.DataFrame, cells: list[tuple[dict, Path]],
+                   aucs: dict, min_auc: float) -> Figures:
+    titles = {k: _figure_title(*k, aucs, min_auc) for k in
+              leaderboard[["dataset", "detector"]].drop_duplicates().itertuples(index=False, name=None)}
+    fig_dir = folder / "figures"
+    curves = figures.percentile_curves(leaderboard, fig_dir, titles, {m for m, i in metas.items() if i.per_percentile})
+    bars: dict[str, list[Path]] = {}
+    for family, cols in by_family.items():
+        for dataset, group in leaderboard.groupby("dataset", sort=True):
+            labels = {d: d + (" ⚠ low AUC" if auc_flag(aucs.get((dataset, d)), min_auc) == FLAG_LOW else "")
+                      for d in group["detector"].unique()}
+            path = figures.metric_bars(group, cols, fig_dir / f"bars-{figures.safe_name(dataset, family)}.png",
+                                       title=f"{family} — {dataset}", detector_labels=labels)
+            if path is not None:
+                bars.setdefault(family, []).append(path)
+    galleries = []
+    for dataset, detector in sorted({(r["dataset"], r["detector"]) for r, _ in cells}):
+        mine = [(r, f) for r, f in cells if (r["dataset"], r["detector"]) == (dataset, detector)]
+        path = figures.gallery(gallery_maps(mine), fig_dir / f"gallery-{figures.safe_name(dataset, detector)}.png",
+                               title=titles.get((dataset, detector), f"{dataset} / {detector}"))
+        if path is not None:
+            galleries.append(path)
+    return Figures(curves, bars, figures.agreement_heatmap(agreement, fig_dir / "agreement.png"), galleries)
+
+
+def _picture_blocks(pics: Figures, rel) -> list[Block]:
+    blocks = []
+    if pics.curves:
+        blocks += [Block("h2", "Faithfulness and temporal overlap versus percentile")]
+        blocks += [Block("img", "percentile curves", src=rel(p)) for p in pics.curves]
+    if pics.agreement is not None:
+        blocks += [Block("h2", "Do the metrics agree?"),
+                   Block("p", "Kendall τ between the explainer rankings of each pair of headline metrics, "
+                              "averaged over dataset × detector (agreement.csv)."),
+                   Block("img", "metric agreement", src=rel(pics.agreement))]
+    if pics.galleries:
+        blocks += [Block("h2", "Gallery"),
+                   Block("p", "Attributions (hot colours, each clip's map scaled so its 99.5th percentile is full "
+                              "scale) over the log-mel spectrogram (grey); cyan outlines the ground-truth mask "
+                              "where the dataset has one. Clips: the saved examples most explainers share, "
+                              "lowest seed.")]
+        blocks += [Block("img", "attribution gallery", src=rel(p)) for p in pics.galleries]
+    return blocks
+
+
+def _audio_blocks(audio: list[AudioExample]) -> list[Block]:
+    if not audio:
+        return [Block("h2", "Listen"), Block("p", "No explainer of this suite returned a listenable explanation.")]
+    return [Block("h2", "Listen"),
+            Block("p", "The input clip, the explainer's listenable explanation and, where given, what its mask "
+                       "leaves out (copied from the run's examples).")] + \
+        [Block("audio", a.label, items=list(a.tracks)) for a in audio]
+
+
+def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, detectors: pd.DataFrame,
+                 rows: pd.DataFrame, records: list[dict], store: Store, manifest: dict,
+                 min_auc: float = MIN_AUC, alpha: float = ALPHA) -> None:
+    """Write the family CSVs, statistics, figures, audio, README.md, index.html and manifest.json of one
+    suite into `folder` (which already holds leaderboard.csv, detectors.csv and cost.csv)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    leaderboard = leaderboard.copy()  # one block: the wide table is built column by column
+    rows = rows[rows["metric"] != "anomaly_score"]
+    metas = {m: metric_meta(m) for m in sorted({split_column(c)[0] for c in metric_columns(leaderboard)})}
+    aucs = detector_auc(detectors)
+    tables = family_tables(leaderboard, metas, aucs, min_auc)
+    _remove_stale(folder, set(tables))
+    for family, table in tables.items():
+        atomic_write_bytes(folder / f"{family}.csv", csv_bytes(table))
+    headlines = headline_columns(leaderboard, metas)
+    by_family = {f: [c for c in headlines if family_of(metas, c) == f] for f in tables}
+    ranks = with_detector_flags(family_ranks(leaderboard, by_family), aucs, min_auc)
+    tests = neighbour_tests(leaderboard, rows, headlines, alpha)
+    agreement = metric_agreement(leaderboard, headlines)
+    atomic_write_bytes(folder / "ranks.csv", csv_bytes(ranks))
+    atomic_write_bytes(folder / "neighbours.csv", csv_bytes(tests))
+    atomic_write_bytes(folder / "agreement.csv", csv_bytes(agreement))
+
+    cells = example_folders(store, manifest)
+    pics = _write_figures(folder, leaderboard, metas, by_family, agreement, cells, aucs, min_auc)
+    audio = copy_audio(cells, folder)
+
+    rel = lambda p: p.relative_to(folder).as_posix()  # noqa: E731
+    files = [*LEAD_FILES, *(f"{f}.csv" for f in tables), "ranks.csv", "neighbours.csv", "agreement.csv"]
+    files = [n for n in files if (folder / n).is_file()] + ["manifest.json"]
+    blocks = [Block("h1", f"audio-xai-bench — suite '{suite_name}'"),
+              Block("p", f"Explainers × detectors × datasets. Each metric cell: mean [95 % bootstrap CI over "
+                         f"clips] #rank within the dataset × detector (1 = best in the metric's direction). Rebuild "
+                         f"with `python -m benchmark publish --suite {suite_name}`; columns are documented in "
+                         f"docs/leaderboard-columns.md."),
+              Block("links", items=[(n, n) for n in files])]
+    blocks += _detector_blocks(detectors, aucs, min_auc) + _rank_blocks(ranks, list(tables))
+    for family in tables:
+        blocks += _family_blocks(family, by_family[family], leaderboard, ranks, tests, aucs, min_auc, alpha)
+        blocks += [Block("img", f"{family} bar chart", src=rel(p)) for p in pics.bars.get(family, [])]
+    blocks += _picture_blocks(pics, rel) + _audio_blocks(audio) + _cost_blocks(records) + _status_blocks(records)
+    atomic_write_text(folder / "README.md", markdown(blocks))
+    atomic_write_text(folder / "index.html", page(blocks, f"{suite_name} leaderboard"))
+    info = build_manifest(folder, suite_name=suite_name, manifest=manifest, records=records, rows=rows,
+                          min_auc=min_auc, alpha=alpha)
+    atomic_write_text(folder / "manifest.json", json.dumps(info, indent=1, sort_keys=True, default=str) + "\n")

@@ -1,0 +1,288 @@
+"""Statistics behind the published rankings: paired tests between ranked neighbours, Borda and mean
+ranks per metric family, and the agreement (Kendall τ) between the rankings different metrics give.
+
+Everything here is a pure function of the wide leaderboard (`benchmark.leaderboard.leaderboard_table`)
+and the long per-clip rows (`benchmark.store.ROW_COLUMNS`).
+
+* A *ranking* is one leaderboard column `metric[param]` within one dataset × detector: its explainers
+  ordered by the column's `.rank` (1 = best in the metric's direction; ties broken by name).
+* *Neighbours* are consecutive explainers in a ranking. Each pair is compared with a two-sided Wilcoxon
+  signed-rank test on the clips both explainers were scored on (pairs = (clip_id, detector_seed)).
+  The p-values of the k − 1 neighbour pairs of a ranking are Holm-corrected together (family-wise
+  error ≤ α within each ranking; rankings are not corrected against each other), and a pair is
+  *distinguishable* when its Holm-adjusted p < α.
+* A *headline* column is the summary of a metric that the rankings use: the plugin's `extra["headline"]`
+  when it names one, else for percentile metrics (`extra["params"] == "percentile"`) `[mean98_99]` (the
+  planer paper's mean over p ∈ {98, 99}) or `[max]`, else every parameter of the metric.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from itertools import pairwise
+
+import numpy as np
+import pandas as pd
+from scipy.stats import kendalltau, wilcoxon
+
+from .errors import BenchmarkError
+from .registry import registry
+
+ALPHA = 0.05
+EXACT_MAX_N = 50
+CORRECTION = "holm"
+GROUP = ["dataset", "detector"]
+OTHER_FAMILY = "other"
+DERIVED_PARAMS = ("mean98_99", "max")
+_COLUMN = re.compile(r"^(?P<metric>[^\[\]]+?)(?:\[(?P<param>[^\]]*)\])?$")
+
+
+@dataclass(frozen=True)
+class MetricMeta:
+    """What the report needs to know about a metric: its family, direction and headline parameter."""
+
+    family: str
+    higher_is_better: bool
+    per_percentile: bool = False
+    headline: tuple[str, ...] = ()
+
+
+def metric_meta(metric: str) -> MetricMeta:
+    """Registry metadata of a metric; a metric no longer registered falls in the family 'other'."""
+    try:
+        extra = registry("metric").get(metric).extra
+    except BenchmarkError:
+        return MetricMeta(OTHER_FAMILY, True)
+    headline = extra.get("headline", ())
+    headline = (headline,) if isinstance(headline, str) else tuple(headline)
+    return MetricMeta(str(extra.get("family", OTHER_FAMILY)), bool(extra.get("higher_is_better", True)),
+                      extra.get("params") == "percentile", headline)
+
+
+def split_column(column: str) -> tuple[str, str]:
+    """'ff[95]' -> ('ff', '95'); 'sps' -> ('sps', '')."""
+    match = _COLUMN.match(column)
+    if match is None:
+        raise ValueError(f"not a leaderboard metric column: {column!r}")
+    return match["metric"], match["param"] or ""
+
+
+def metric_columns(leaderboard: pd.DataFrame) -> list[str]:
+    """Every `metric[param]` of the leaderboard (the names before `.mean`), sorted."""
+    return sorted(c.removesuffix(".mean") for c in leaderboard.columns if c.endswith(".mean"))
+
+
+def headline_columns(leaderboard: pd.DataFrame, meta: dict[str, MetricMeta] | None = None) -> list[str]:
+    """One summary column per metric (several for metrics with non-percentile parameters), sorted."""
+    by_metric: dict[str, list[str]] = {}
+    for col in metric_columns(leaderboard):
+        metric, param = split_column(col)
+        by_metric.setdefault(metric, []).append(param)
+    out = []
+    for metric, params in sorted(by_metric.items()):
+        info = (meta or {}).get(metric) or metric_meta(metric)
+        wanted = [p for p in info.headline if p in params]
+        if not wanted and info.per_percentile:
+            wanted = [p for p in DERIVED_PARAMS if p in params][:1]
+        if not wanted:
+            wanted = [p for p in params if p not in DERIVED_PARAMS] or params
+        out.extend(f"{metric}[{p}]" if p else metric for p in wanted)
+    return out
+
+
+def paired_wilcoxon(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of paired samples `a, b: [n]`.
+
+    Zero differences are dropped (Wilcoxon's convention). Without ties among the |differences| and for at
+    most EXACT_MAX_N pairs the exact null distribution is used, else the normal approximation with the tie
+    correction (scipy's own fallback for ties is a permutation test, far too slow for a leaderboard).
+    No pairs -> NaN; no non-zero difference -> 1."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if len(d) == 0:
+        return float("nan")
+    d = d[d != 0]
+    if len(d) == 0:
+        return 1.0
+    exact = len(d) <= EXACT_MAX_N and np.unique(np.abs(d)).size == len(d)
+    return float(wilcoxon(d, alternative="two-sided", method="exact" if exact else "approx").pvalue)
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values `[m]` (NaNs stay NaN and do not count in m)."""
+    p = np.asarray(p, dtype=float)
+    out = np.full_like(p, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    m = len(finite)
+    if m == 0:
+        return out
+    order = finite[np.argsort(p[finite], kind="stable")]
+    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out[order] = np.minimum(stepped, 1.0)
+    return out
+
+
+def per_clip_tables(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """One dataset × detector × metric's rows as, per explainer, `[(clip_id, detector_seed), param]` values."""
+    wide = rows.pivot_table(index=["clip_id", "detector_seed"], columns=["explainer", "param"], values="value",
+                            aggfunc="first")
+    explainers = wide.columns.get_level_values("explainer")
+    # a boolean selection keeps the param level even when its only label is "" (wide[ex] would collapse it)
+    return {ex: wide.loc[:, explainers == ex].droplevel("explainer", axis=1).dropna(how="all")
+            for ex in explainers.unique()}
+
+
+def clip_values(wide: pd.DataFrame, param: str) -> pd.Series | None:
+    """Per-clip values behind one leaderboard column `metric[param]`, from one of `per_clip_tables`.
+
+    `[mean98_99]` is the per-clip mean of p = 98 and 99; `[max]` takes each clip's value at the percentile
+    where this explainer's mean peaks. None when the column cannot be traced back to per-clip values.
+    """
+    if param in wide.columns:
+        return wide[param].dropna()
+    if param == "mean98_99" and {"98", "99"} <= set(wide.columns):
+        return wide[["98", "99"]].mean(axis=1, skipna=False).dropna()
+    if param == "max" and wide.shape[1] > 1:
+        return wide[wide.mean(axis=0).idxmax()].dropna()
+    return None
+
+
+def ranked_explainers(group: pd.DataFrame, column: str) -> list[str]:
+    """Explainers of one dataset × detector with a finite value in `column`, best first."""
+    ranked = pd.DataFrame({"explainer": group["explainer"], "rank": group[f"{column}.rank"].astype(float)})
+    ranked = ranked[np.isfinite(group[f"{column}.mean"].astype(float))]
+    return ranked.sort_values(["rank", "explainer"])["explainer"].tolist()
+
+
+def neighbour_tests(leaderboard: pd.DataFrame, rows: pd.DataFrame, columns: list[str],
+                    alpha: float = ALPHA) -> pd.DataFrame:
+    """Wilcoxon tests between consecutive explainers of every ranking (dataset × detector × column).
+
+    Returns one row per neighbour pair: dataset, detector, metric (the column), position (1 = the pair
+    of ranks 1 and 2), better, worse, better_mean, worse_mean, n_shared, p_value, p_holm, distinguishable.
+    """
+    out = []
+    by_key = {key: g for key, g in rows.groupby(["dataset", "detector", "metric"], sort=True)}
+    wides: dict[tuple[str, ...], dict[str, pd.DataFrame]] = {}
+
+    def values_of(key: tuple[str, ...], explainer: str, param: str) -> pd.Series | None:
+        if key not in by_key:
+            return None
+        if key not in wides:
+            wides[key] = per_clip_tables(by_key[key])
+        return clip_values(wides[key][explainer], param) if explainer in wides[key] else None
+
+    for (dataset, detector), group in leaderboard.groupby(GROUP, sort=True):
+        for column in columns:
+            if f"{column}.mean" not in group.columns:
+                continue
+            metric, param = split_column(column)
+            order = ranked_explainers(group, column)
+            means = group.set_index("explainer")[f"{column}.mean"]
+            values = {ex: values_of((dataset, detector, metric), ex, param) for ex in order}
+            pairs = []
+            for pos, (better, worse) in enumerate(pairwise(order), start=1):
+                a, b = values[better], values[worse]
+                shared = a.index.intersection(b.index).sort_values() if a is not None and b is not None else []
+                p = paired_wilcoxon(a.loc[shared].to_numpy(), b.loc[shared].to_numpy()) if len(shared) else np.nan
+                pairs.append({"dataset": dataset, "detector": detector, "metric": column, "position": pos,
+                              "better": better, "worse": worse, "better_mean": float(means[better]),
+                              "worse_mean": float(means[worse]), "n_shared": len(shared), "p_value": p})
+            adjusted = holm(np.array([r["p_value"] for r in pairs], dtype=float))
+            for r, q in zip(pairs, adjusted, strict=True):
+                r.update(p_holm=q, distinguishable=bool(np.isfinite(q) and q < alpha))
+            out.extend(pairs)
+    columns_out = ["dataset", "detector", "metric", "position", "better", "worse", "better_mean", "worse_mean",
+                   "n_shared", "p_value", "p_holm", "distinguishable"]
+    return pd.DataFrame(out, columns=columns_out)
+
+
+def ranking_chain(tests: pd.DataFrame) -> str:
+    """One ranking as text from its neighbour tests (sorted by position): 'a > b ≈ c', where '>' marks a
+    distinguishable pair and '≈' one the test cannot separate."""
+    if tests.empty:
+        return ""
+    tests = tests.sort_values("position")
+    parts = [str(tests["better"].iloc[0])]
+    for _, r in tests.iterrows():
+        parts += [">" if r["distinguishable"] else "≈", str(r["worse"])]
+    return " ".join(parts)
+
+
+def borda(ranks: pd.DataFrame) -> pd.DataFrame:
+    """Borda count and mean rank of items over metrics.
+
+    ranks: `[items, metrics]` ranks (1 = best, ties share the lower rank, NaN = not ranked there).
+    A metric that ranks k items gives an item of rank r the score k − r; unranked items get nothing.
+    Returns, per item: n_metrics, mean_rank (over the metrics that rank it), borda, borda_rank
+    (1 = most points, ties share the lower rank).
+    """
+    ranked = ranks.notna()
+    points = (ranked.sum(axis=0) - ranks).where(ranked, 0.0)
+    out = pd.DataFrame({"n_metrics": ranked.sum(axis=1).astype(int),
+                        "mean_rank": ranks.mean(axis=1, skipna=True),
+                        "borda": points.sum(axis=1).astype(float)}, index=ranks.index)
+    out["borda_rank"] = out["borda"].rank(method="min", ascending=False).astype(int)
+    return out
+
+
+def family_ranks(leaderboard: pd.DataFrame, families: dict[str, list[str]]) -> pd.DataFrame:
+    """Borda and mean ranks of the explainers of each dataset × detector within each metric family.
+
+    families: family -> its headline columns. Adds the family 'all' over every family's columns.
+    Returns dataset, detector, family, explainer, n_metrics, mean_rank, borda, borda_rank.
+    """
+    families = {**families, "all": sorted({c for cols in families.values() for c in cols})}
+    out = []
+    for (dataset, detector), group in leaderboard.groupby(GROUP, sort=True):
+        group = group.set_index("explainer")
+        for family, cols in sorted(families.items()):
+            rank_cols = [f"{c}.rank" for c in cols if f"{c}.rank" in group.columns]
+            ranks = group[rank_cols].astype(float)
+            ranks = ranks[ranks.notna().any(axis=1)]
+            if ranks.empty:
+                continue
+            table = borda(ranks).reset_index()
+            out.append(table.assign(dataset=dataset, detector=detector, family=family))
+    cols = ["dataset", "detector", "family", "explainer", "n_metrics", "mean_rank", "borda", "borda_rank"]
+    if not out:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(out, ignore_index=True)[cols].sort_values(
+        ["dataset", "detector", "family", "borda_rank", "explainer"]).reset_index(drop=True)
+
+
+def kendall_tau_matrix(ranks: pd.DataFrame) -> pd.DataFrame:
+    """Kendall τ-b between the rankings of items `[items, metrics]` (1 = best) for every pair of metrics,
+    on the items both rank; NaN where fewer than two shared items or a ranking is constant."""
+    names = list(ranks.columns)
+    out = pd.DataFrame(np.nan, index=names, columns=names)
+    for i, a in enumerate(names):
+        for b in names[i:]:
+            x, y = ranks[a].to_numpy(dtype=float), ranks[b].to_numpy(dtype=float)
+            both = np.isfinite(x) & np.isfinite(y)
+            x, y = x[both], y[both]
+            if len(x) < 2 or np.unique(x).size < 2 or np.unique(y).size < 2:
+                continue
+            tau = float(kendalltau(x, y).statistic)
+            out.loc[a, b] = out.loc[b, a] = tau
+    return out
+
+
+def metric_agreement(leaderboard: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Kendall τ between metric rankings, averaged over the dataset × detector groups where it is defined.
+
+    Returns one row per ordered pair (metric_a, metric_b): tau (mean over groups) and n_groups.
+    """
+    rank_cols = [c for c in columns if f"{c}.rank" in leaderboard.columns]
+    per_group = []
+    for _, group in leaderboard.groupby(GROUP, sort=True):
+        ranks = group.set_index("explainer")[[f"{c}.rank" for c in rank_cols]].astype(float)
+        ranks.columns = rank_cols
+        per_group.append(kendall_tau_matrix(ranks).to_numpy())
+    if not per_group:
+        return pd.DataFrame(columns=["metric_a", "metric_b", "tau", "n_groups"])
+    stack = np.stack(per_group)
+    defined = np.isfinite(stack).sum(axis=0)
+    with np.errstate(invalid="ignore"):
+        mean = np.where(defined > 0, np.nansum(stack, axis=0) / np.maximum(defined, 1), np.nan)
+    return pd.DataFrame([{"metric_a": a, "metric_b": b, "tau": mean[i, j], "n_groups": int(defined[i, j])}
+                         for i, a in enumerate(rank_cols) for j, b in enumerate(rank_cols)])

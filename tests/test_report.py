@@ -1,0 +1,242 @@
+"""The leaderboard folder from a small hand-made store: every file, local references only, deterministic CSVs."""
+import io
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+import tests.engine_plugins  # noqa: F401  (registers test-blobs, test-template, test-scorer, test-badshape)
+from benchmark.leaderboard import leaderboard_table
+from benchmark.metrics.context import MetricResult
+from benchmark.registry import metrics
+from benchmark.report import AUDIO_TAGS, write_report
+from benchmark.store import Store, rows_frame
+from benchmark.suites import load_suite
+
+TEST_METRICS = {
+    "test-report-curve": {"summary": "report tests: a percentile metric", "family": "faithfulness",
+                          "higher_is_better": True, "params": "percentile"},
+    "test-report-mass": {"summary": "report tests: a localisation metric", "family": "localisation",
+                         "higher_is_better": True},
+    "test-report-spread": {"summary": "report tests: lower is better", "family": "complexity",
+                           "higher_is_better": False},
+}
+
+
+def _unused(ctx) -> MetricResult:  # the report only reads these metrics' metadata
+    raise NotImplementedError
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_metrics():
+    """Registered for this module only, so suites of other tests that run every metric never meet them."""
+    for name, meta in TEST_METRICS.items():
+        metrics.register(name, version=1, **meta)(_unused)
+    yield
+    for name in TEST_METRICS:
+        metrics._plugins.pop(name)
+
+SUITE = """
+name = "rep"
+seeds = [0, 1]
+metrics = ["test-report-curve", "test-report-mass", "test-report-spread"]
+[datasets.test-blobs]
+[detectors.test-template]
+[detectors.test-scorer]
+[explainers.error_map]
+[explainers.random]
+[explainers.test-badshape]
+"""
+DATASET, DETECTORS, EXPLAINERS, SEEDS = "test-blobs", ("test-scorer", "test-template"), ("error_map", "random"), (0, 1)
+N_CLIPS, F, T, SR = 8, 16, 40, 8000
+QUALITY = {"error_map": 0.8, "random": 0.2}
+FAMILY_COLUMNS = {
+    "faithfulness.csv": {f"test-report-curve[{p}].{s}" for p in (*range(90, 100), "max", "mean98_99")
+                         for s in ("mean", "ci_low", "ci_high", "seed_std", "n", "chance", "rank")},
+    "localisation.csv": {f"test-report-mass.{s}" for s in ("mean", "ci_low", "ci_high", "seed_std", "n", "chance",
+                                                             "rank")},
+    "complexity.csv": {f"test-report-spread.{s}" for s in ("mean", "rank")},
+}
+KEY_COLUMNS = ["dataset", "detector", "explainer", "status", "detector_auc", "detector_flag"]
+
+
+def _wav(seconds: float, freq: float) -> bytes:
+    buf = io.BytesIO()
+    t = np.arange(int(seconds * SR)) / SR
+    sf.write(buf, 0.3 * np.sin(2 * np.pi * freq * t), SR, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory, report_metrics):
+    tmp = tmp_path_factory.mktemp("report")
+    suite_file = tmp / "rep.toml"
+    suite_file.write_text(SUITE)
+    store = Store(tmp / "runs")
+    rng = np.random.default_rng(0)
+    rows, records, evaluate_keys, train_keys = [], [], [], []
+    for det in DETECTORS:
+        for seed in SEEDS:
+            train_keys.append(f"train-{det}-{seed}")
+            records.append({"status": "done", "cell": "train", "dataset": DATASET, "detector": det, "seed": seed,
+                            "label": f"train {det} {seed}", "cost": {"wall_s": 1.0}})
+            for ex in (*EXPLAINERS, "test-badshape"):
+                key = f"eval-{det}-{ex}-{seed}"
+                evaluate_keys.append(key)
+                if ex == "test-badshape":
+                    record = {"status": "failed", "cell": "evaluate", "dataset": DATASET, "detector": det,
+                              "explainer": ex, "seed": seed, "label": f"evaluate {det} {ex} {seed}",
+                              "reason": "CellFailure: shape (2, 3)"}
+                    records.append(record)
+                    store.finish(key, record)
+                    continue
+                cell_rows = []
+                for i in range(N_CLIPS):
+                    ident = {"dataset": DATASET, "machine": "m", "section": "00", "domain": "source",
+                             "clip_id": f"m/test_{i:03d}", "label": 1, "detector": det, "detector_seed": seed,
+                             "explainer": ex}
+                    q = QUALITY[ex] + rng.normal(0, 0.02)
+                    for p in range(90, 100):
+                        cell_rows.append({**ident, "metric": "test-report-curve", "param": str(p),
+                                          "value": q * (p - 80) / 20, "chance": np.nan})
+                    cell_rows.append({**ident, "metric": "test-report-mass", "param": "", "value": q, "chance": 0.25})
+                    cell_rows.append({**ident, "metric": "test-report-spread", "param": "", "value": 1 - q,
+                                      "chance": np.nan})
+                record = {"status": "done", "cell": "evaluate", "dataset": DATASET, "detector": det, "explainer": ex,
+                          "seed": seed, "label": f"evaluate {det} {ex} {seed}",
+                          "cost": {"wall_s": 2.0, "explain_s": 0.8, "n_clips": N_CLIPS, "explainer_forward": 1.0,
+                                   "explainer_backward": 0.0, "peak_memory_mb": 100.0}}
+                records.append(record)
+                store.finish(key, record, cell_rows)
+                rows += cell_rows
+                folder = store.examples_dir(key, DATASET, det, f"{ex}-s{seed}")
+                folder.mkdir(parents=True, exist_ok=True)
+                for i in range(2):
+                    mask = np.zeros((F, T), bool)
+                    mask[4:8, 10:20] = True
+                    np.savez_compressed(folder / f"m__test_{i:03d}.npz", x=rng.normal(size=(F, T)).astype(np.float16),
+                                        attribution=rng.random((F, T)).astype(np.float16), tf_mask=mask)
+                    if ex == "random":
+                        for tag in AUDIO_TAGS:
+                            (folder / f"m__test_{i:03d}.{tag}.wav").write_bytes(_wav(0.5, 440 + 100 * i))
+    suite = load_suite(str(suite_file))
+    manifest = {"suite": "rep", "suite_file": str(suite_file), "suite_hash": suite.file_hash(), "seeds": list(SEEDS),
+                "train": train_keys, "evaluate": evaluate_keys, "device": "cpu"}
+    rows = rows_frame(rows)
+    detectors = pd.DataFrame([{"dataset": DATASET, "detector": det, "machine": machine, "section": "all",
+                               "n_seeds": 2, "n_normal": 4, "n_anomalous": 4, "auc": auc, "auc_std": 0.01,
+                               "auc_source": auc, "auc_target": np.nan, "pauc": auc - 0.1, "official_score": auc - 0.05}
+                              for det, auc in (("test-scorer", 0.55), ("test-template", 0.9))
+                              for machine in ("all", "m")])
+    lb = leaderboard_table(rows, records)
+    out = tmp / "lb" / "rep"
+    again = tmp / "lb2" / "rep"
+    for folder in (out, again):
+        folder.mkdir(parents=True)
+        write_report(folder, suite_name="rep", leaderboard=lb, detectors=detectors, rows=rows, records=records,
+                     store=store, manifest=manifest)
+    return out, again
+
+
+def test_every_file_exists(published):
+    out, _ = published
+    for name in ["README.md", "index.html", "manifest.json", "ranks.csv", "neighbours.csv", "agreement.csv",
+                 *FAMILY_COLUMNS]:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert not (out / "other.csv").exists() and not (out / "temporal.csv").exists()
+
+
+def test_html_references_only_local_files_and_has_figures_and_players(published):
+    out, _ = published
+    page = (out / "index.html").read_text()
+    assert "http://" not in page and "https://" not in page
+    refs = re.findall(r'(?:src|href)="([^"#:]+)"', page)
+    assert refs and all((out / r).is_file() for r in refs), [r for r in refs if not (out / r).is_file()]
+    pngs = [r for r in refs if r.endswith(".png")]
+    assert len(pngs) >= 3
+    assert {"figures/curves-test-blobs-test-template.png", "figures/agreement.png",
+            "figures/gallery-test-blobs-test-template.png"} <= set(pngs)
+    players = re.findall(r'<audio controls preload="none" src="([^"]+)"', page)
+    # one listenable example per detector x explainer that returns audio (here: random), three tracks each
+    assert len(players) == 2 * len(AUDIO_TAGS)
+    assert all(p.startswith("audio/") and (out / p).is_file() for p in players)
+    copied = sf.info(str(out / players[0]))
+    assert copied.samplerate == SR and copied.frames == SR // 2
+    assert sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) < 20 * 2**20
+
+
+def test_family_csvs_have_the_documented_columns(published):
+    out, _ = published
+    for name, metric_cols in FAMILY_COLUMNS.items():
+        df = pd.read_csv(out / name)
+        assert list(df.columns[:6]) == KEY_COLUMNS
+        assert metric_cols <= set(df.columns)
+        assert set(df["explainer"]) == {"error_map", "random", "test-badshape"}
+        flags = df.drop_duplicates("detector").set_index("detector")["detector_flag"]
+        assert flags["test-scorer"] == "low_auc" and flags["test-template"] == "ok"
+    loc = pd.read_csv(out / "localisation.csv").set_index(["detector", "explainer"])
+    assert loc.loc[("test-template", "error_map"), "test-report-mass.mean"] == pytest.approx(0.8, abs=0.02)
+    assert loc.loc[("test-template", "error_map"), "detector_auc"] == pytest.approx(0.9)
+    assert loc.loc[("test-template", "test-badshape"), "status"].startswith("failed: CellFailure")
+
+
+def test_statistics_tables(published):
+    out, _ = published
+    ranks = pd.read_csv(out / "ranks.csv")
+    assert list(ranks.columns) == ["dataset", "detector", "family", "explainer", "detector_auc", "detector_flag",
+                                   "n_metrics", "mean_rank", "borda", "borda_rank"]
+    best = ranks[(ranks["family"] == "all") & (ranks["borda_rank"] == 1)]
+    assert set(best["explainer"]) == {"error_map"}
+    # the complexity metric is lower-is-better: error_map (spread 0.2) still wins it
+    cx = ranks[(ranks["family"] == "complexity") & (ranks["detector"] == "test-template")].set_index("explainer")
+    assert cx.loc["error_map", "borda_rank"] == 1
+    tests = pd.read_csv(out / "neighbours.csv")
+    assert set(tests["metric"]) == {"test-report-curve[mean98_99]", "test-report-mass", "test-report-spread"}
+    assert (tests["better"] == "error_map").all() and (tests["n_shared"] == N_CLIPS * len(SEEDS)).all()
+    assert tests["distinguishable"].all() and (tests["p_holm"] < 0.05).all()
+    agreement = pd.read_csv(out / "agreement.csv").set_index(["metric_a", "metric_b"])
+    assert agreement.loc[("test-report-mass", "test-report-spread"), "tau"] == pytest.approx(1.0)
+
+
+def test_readme_flags_weak_detectors_and_marks_neighbours(published):
+    out, _ = published
+    readme = (out / "README.md").read_text()
+    assert "| explainer | Borda rank |" in readme
+    assert "⚠ detector AUC 0.55 < 0.6" in readme
+    assert "test-report-mass: error_map > random" in readme
+    assert "failed: CellFailure: shape (2, 3)" in readme
+
+
+def test_manifest_records_provenance(published):
+    out, _ = published
+    m = json.loads((out / "manifest.json").read_text())
+    assert set(m["git"]) == {"commit", "dirty"}
+    assert m["packages"]["torch"] and m["packages"]["numpy"]
+    assert m["seeds"] == [0, 1] and m["device"] == "cpu"
+    assert len(m["data"]["test-blobs"]["config_hash"]) == 16
+    assert m["plugins"]["explainer"]["error_map"]["version"] == 1
+    assert set(m["plugins"]["metric"]) == {"test-report-curve", "test-report-mass", "test-report-spread"}
+    assert m["cells"] == {"train": 4, "evaluate": 12, "done": 12, "failed": 4, "skipped": 0}
+
+
+def test_csvs_are_byte_identical_across_publishes(published):
+    out, again = published
+    names = sorted(p.name for p in out.glob("*.csv"))
+    assert names == sorted(p.name for p in again.glob("*.csv")) and len(names) == 6
+    for name in names:
+        assert (out / name).read_bytes() == (again / name).read_bytes(), name
+
+
+def test_a_run_without_scores_still_gets_a_page(tmp_path):
+    records = [{"status": "skipped", "dataset": DATASET, "detector": "test-scorer", "explainer": "error_map", "seed": 0,
+                "label": "evaluate test-scorer error_map 0", "reason": "error_map needs reconstruction"}]
+    lb = leaderboard_table(rows_frame([]), records)
+    write_report(tmp_path, suite_name="empty", leaderboard=lb, detectors=pd.DataFrame(), rows=rows_frame([]),
+                 records=records, store=Store(tmp_path / "runs"), manifest={"evaluate": ["k"], "train": []})
+    readme = (tmp_path / "README.md").read_text()
+    assert "skipped: error_map needs reconstruction" in readme
+    assert pd.read_csv(tmp_path / "ranks.csv").empty and pd.read_csv(tmp_path / "neighbours.csv").empty
+    assert json.loads((tmp_path / "manifest.json").read_text())["cells"]["skipped"] == 1
