@@ -21,7 +21,7 @@ from .training import clip_rows
 from .types import Batch, Explanation
 from .workspace import Workspace, seed_everything
 
-TRUTH_NEEDS = {"tf_mask", "intervals"}
+TRUTH_NEEDS = {"tf_mask", "intervals", "audio"}  # metrics scored only on clips that carry truth
 
 
 def dataset_provides(dataset: Dataset) -> set[str]:
