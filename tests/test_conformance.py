@@ -1,0 +1,154 @@
+"""Conformance of every registered detector x every applicable explainer (timm-style: parametrized over
+the registry itself), the checker's own ability to catch broken adapters, and the documented example.
+
+Plugins named 'test-*' are the engine's deliberately broken fixtures and are left out of the sweep.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmark import conformance
+from benchmark.errors import UnknownPluginError
+from benchmark.explainer import Explainer
+from benchmark.registry import explainers, registry
+from benchmark.types import Explanation
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "adding-an-explainer.md"
+
+
+def _names(kind: str) -> list[str]:
+    return [n for n in registry(kind).names() if not n.startswith("test-")]
+
+
+@pytest.fixture(scope="session")
+def data() -> conformance.ConformanceData:
+    return conformance.conformance_data()
+
+
+@pytest.fixture(scope="session")
+def trained(data):
+    """Detectors trained once per session, by name."""
+    cache: dict[str, object] = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = conformance.trained_detector(name, data)
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize("detector", _names("detector"))
+def test_detector_conforms(detector, data, trained):
+    assert conformance.detector_problems(detector, trained(detector), data) == []
+
+
+@pytest.mark.parametrize("explainer", _names("explainer"))
+@pytest.mark.parametrize("detector", _names("detector"))
+def test_explainer_conforms_on_detector(detector, explainer, data, trained):
+    outcome = conformance.check_pair(detector, trained(detector), explainer, data)
+    if outcome.status == "skip":
+        pytest.skip(outcome.detail)
+    assert outcome.status == "ok", outcome.detail
+
+
+def test_inapplicable_pairs_are_skipped_with_the_reason(data, trained):
+    outcome = conformance.check_pair("dense_ae", trained("dense_ae"), "grad_cam", data)
+    assert outcome.status == "skip"
+    assert outcome.detail == "grad_cam needs layers but detector dense_ae lacks capability 'layers'"
+
+
+# --- the checker catches what it promises to catch ----------------------------------------------------
+
+
+@explainers.register("test-leaves-gradients", summary="conformance tests: backward() onto the detector")
+class LeavesGradients(Explainer):
+    def explain(self, detector, batch, *, generator):
+        x = batch.x.clone().requires_grad_()
+        detector.score(x).sum().backward()
+        return Explanation(attribution=x.grad[:, 0].abs())
+
+
+@explainers.register("test-global-rng", summary="conformance tests: ignores the generator")
+class GlobalRng(Explainer):
+    def explain(self, detector, batch, *, generator):
+        return Explanation(attribution=torch.rand(batch.x[:, 0].shape, device=batch.x.device))
+
+
+@explainers.register("test-trains-detector", summary="conformance tests: switches to train mode, edits a buffer")
+class TrainsDetector(Explainer):
+    def explain(self, detector, batch, *, generator):
+        detector.train()
+        detector.tau += 1.0
+        return Explanation(attribution=batch.x[:, 0].clone())
+
+
+@explainers.register("test-fixed-seed", summary="conformance tests: declared stochastic, seeds itself", stochastic=True)
+class FixedSeed(Explainer):
+    def explain(self, detector, batch, *, generator):
+        g = torch.Generator().manual_seed(0)
+        return Explanation(attribution=torch.rand(batch.x[:, 0].shape, generator=g).to(batch.x.device))
+
+
+@explainers.register("test-nan-map", summary="conformance tests: NaN map and a negative pass count")
+class NanMap(Explainer):
+    def explain(self, detector, batch, *, generator):
+        return Explanation(attribution=torch.full_like(batch.x[:, 0], float("nan")), forward_passes=-1)
+
+
+@explainers.register("test-wrong-shape", summary="conformance tests: one map for the whole batch")
+class WrongShape(Explainer):
+    def explain(self, detector, batch, *, generator):
+        return Explanation(attribution=batch.x[0, 0].clone())
+
+
+@pytest.mark.parametrize("explainer, problem", [
+    ("test-leaves-gradients", "gradients left on detector parameters"),
+    ("test-global-rng", "same generator seed give different maps"),
+    ("test-trains-detector", "weights/buffers changed: tau; detector train/eval mode changed"),
+    ("test-fixed-seed", "declared stochastic, but another generator seed gives the same map"),
+    ("test-nan-map", "non-finite values; forward_passes = -1"),
+    ("test-wrong-shape", "attribution has shape (128, 16), want (3, 128, 16)"),
+])
+def test_checker_reports_broken_explainers_and_repairs_the_detector(explainer, problem, data, trained):
+    det = trained("dense_ae")
+    tau = det.tau.clone()
+    outcome = conformance.check_pair("dense_ae", det, explainer, data)
+    assert outcome.status == "FAIL" and problem in outcome.detail, outcome.detail
+    assert not any(m.training for m in det.modules()) and torch.equal(det.tau, tau)
+    assert all(p.grad is None for p in det.parameters())
+
+
+def test_check_runs_a_selection_and_summarises(monkeypatch):
+    monkeypatch.setattr(conformance, "selection", lambda kind, name: (["dense_ae"], ["energy", "grad_cam",
+                                                                                     "test-global-rng"]))
+    ok, report = conformance.check("detector", "dense_ae")
+    lines = report.splitlines()
+    assert [line.split(" (")[0] for line in lines[:-1]] == [
+        "ok   dense_ae", "ok   dense_ae x energy", "skip dense_ae x grad_cam", "FAIL dense_ae x test-global-rng"]
+    assert "lacks capability 'layers'" in lines[2] and "different maps" in lines[3]
+    assert not ok and lines[-1] == "2 passed, 1 skipped, 1 failed"
+
+
+def test_check_finds_a_plugin_by_bare_name_and_suggests_close_names():
+    assert conformance.selection("energy", None) == (registry("detector").names(), ["energy"])
+    assert conformance.selection("detectors", "ae") == (["ae"], registry("explainer").names())
+    with pytest.raises(UnknownPluginError, match="did you mean 'saliency'"):
+        conformance.selection("explainer", "salency")
+
+
+def test_the_documented_example_adapter_conforms(data, trained, monkeypatch):
+    """The doc's code block, executed as a module, registers an explainer that passes the checks."""
+    block = re.search(r"```python\n(.*?)```", DOC.read_text(), re.S).group(1)
+    monkeypatch.setattr(explainers, "_plugins", dict(explainers._plugins))  # registration undone after the test
+    before = set(explainers._plugins)
+    exec(compile(block, str(DOC), "exec"), {"__name__": "docs_example"})
+    (name,) = set(explainers._plugins) - before
+    for detector in ("dense_ae", "ae"):
+        if detector in _names("detector"):
+            outcome = conformance.check_pair(detector, trained(detector), name, data)
+            assert outcome.status == "ok", outcome.detail
