@@ -83,7 +83,7 @@ def check(dataset: str, data_root: str) -> str:
         f"ground truth: {', '.join(sorted(ds.truth)) or 'none'}; {with_events} clips with events ({n_events} events), "
         f"{with_mask} with a tf_mask",
     ]
-    rows = sorted({k[:4] for k in groups})
+    rows = sorted({k[:4] for k in groups}, key=lambda r: (*r[:3], SPLITS.index(r[3])))
     header = ("machine", "section", "domain", "split", "normal", "anomaly", "unlabelled")
     table = [header] + [(*r, *(str(groups[(*r, lab)]) for lab in ("normal", "anomaly", "unlabelled"))) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]

@@ -5,6 +5,8 @@ A suite file::
     name = "smoke"
     seeds = [0]
     metrics = ["ff", "chunk_f1"]            # or "all", or a table [metrics.NAME] of params
+    [metric_params.randomisation_ssim]       # parameters for metrics chosen by name or by "all"
+    n_steps = 2
     [evaluate]                               # which test clips get explained, and in what batches
     clips = "anomalous"                      # "anomalous" | "all"
     max_clips = 6                            # per dataset, chosen by a seeded shuffle
@@ -32,7 +34,8 @@ from .errors import BenchmarkError
 from .registry import Plugin, registry
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "tasks" / "suites"
-TOP_KEYS = {"name", "description", "seeds", "metrics", "evaluate", "datasets", "detectors", "explainers"}
+TOP_KEYS = {"name", "description", "seeds", "metrics", "metric_params", "evaluate", "datasets", "detectors",
+            "explainers"}
 EVALUATE_KEYS = {"clips": "anomalous", "max_clips": 32, "batch_size": 16, "examples": 2}
 
 
@@ -116,7 +119,7 @@ def load_suite(suite: str) -> Suite:
         datasets=tuple(_configs("dataset", raw["datasets"], path, trained=False)),
         detectors=tuple(_configs("detector", raw["detectors"], path, trained=True)),
         explainers=tuple(_configs("explainer", raw["explainers"], path, trained=True)),
-        metrics=tuple(_metric_configs(raw.get("metrics", "all"), path)),
+        metrics=tuple(_metric_configs(raw.get("metrics", "all"), raw.get("metric_params", {}), path)),
         evaluate=evaluate,
     )
 
@@ -136,19 +139,23 @@ def _configs(kind: str, table: dict[str, Any], path: Path, *, trained: bool) -> 
     return out
 
 
-def _metric_configs(spec: Any, path: Path) -> list[PluginConfig]:
+def _metric_configs(spec: Any, overrides: dict[str, Any], path: Path) -> list[PluginConfig]:
     reg = registry("metric")
     if spec == "all":
-        return [PluginConfig("metric", n) for n in reg.names()]
-    if isinstance(spec, list):
+        spec = {n: {} for n in reg.names()}
+    elif isinstance(spec, list):
         spec = {n: {} for n in spec}
     if not isinstance(spec, dict):
         raise BenchmarkError(f"suite file '{path}': metrics must be \"all\", a list of names or a table")
+    for name in overrides:
+        reg.get(name)
+        if name not in spec:
+            raise BenchmarkError(f"suite file '{path}': [metric_params.{name}] names a metric the suite does not run")
     out = []
     for name, params in spec.items():
-        plugin = reg.get(name)
-        _check_params(plugin, dict(params), path)
-        out.append(PluginConfig("metric", name, dict(params)))
+        params = {**dict(params), **dict(overrides.get(name, {}))}
+        _check_params(reg.get(name), params, path)
+        out.append(PluginConfig("metric", name, params))
     return out
 
 

@@ -1,7 +1,13 @@
-"""The DCASE task 2 baseline autoencoder: 5 stacked log-mel frames -> 640-d vectors, dense AE, MSE."""
+"""The DCASE task 2 baseline autoencoder: 5 stacked log-mel frames -> 640-d vectors, dense AE, MSE.
+
+The network sees vectors standardised per mel band with training statistics and its output is mapped
+back, so the loss and the score stay the baseline's MSE in input units; raw dB vectors (around -30 to
+-80) would take far more steps than a suite's budget to fit through the output layer's bias.
+"""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,7 +23,7 @@ def _block(n_in: int, n_out: int) -> list[nn.Module]:
 @detectors.register(
     "dense_ae",
     summary="DCASE baseline AE: 5 stacked frames, 128x4-8-128x4 dense layers, score = mean MSE",
-    version=1,
+    version=2,
     capabilities={"reconstructs"},
     defaults={"frames": 5, "hidden": 128, "bottleneck": 8, "lr": 1e-3},
 )
@@ -28,6 +34,8 @@ class DenseAE(Detector):
         super().__init__()
         self.frames, self.hidden, self.bottleneck, self.lr = frames, hidden, bottleneck, lr
         self.net: nn.Module | None = None
+        self.register_buffer("input_mean", torch.zeros(0))
+        self.register_buffer("input_std", torch.ones(0))
 
     def build(self, grid: tuple[int, int], n_groups: int) -> None:
         super().build(grid, n_groups)
@@ -37,6 +45,8 @@ class DenseAE(Detector):
         layers = _block(d, h) + _block(h, h) + _block(h, h) + _block(h, h) + _block(h, b)
         layers += _block(b, h) + _block(h, h) + _block(h, h) + _block(h, h) + [nn.Linear(h, d)]
         self.net = nn.Sequential(*layers).to(self.tau.device)
+        self.input_mean = torch.zeros(1, 1, n_mels, 1, device=self.tau.device)
+        self.input_std = torch.ones(1, 1, n_mels, 1, device=self.tau.device)
 
     def _vectors(self, x: torch.Tensor) -> torch.Tensor:
         """`[B, 1, F, T]` -> `[B, V, frames*F]`, V = T - frames + 1 (frame-major like the baseline)."""
@@ -53,15 +63,19 @@ class DenseAE(Detector):
         count = torch.nn.functional.fold(ones, (n_mels, n_frames), kernel_size=(n_mels, self.frames))
         return total / count
 
+    def _reconstruct_vectors(self, v: torch.Tensor) -> torch.Tensor:
+        """`[B, V, frames*F]` -> the network's reconstruction in input units, same shape."""
+        mean = self.input_mean.reshape(-1).repeat(self.frames)
+        std = self.input_std.reshape(-1).repeat(self.frames)
+        out = self.net(((v - mean) / std).reshape(-1, v.shape[-1])).reshape(v.shape)
+        return out * std + mean
+
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        v = self._vectors(x)
-        out = self.net(v.reshape(-1, v.shape[-1])).reshape(v.shape)
-        return self._fold(out, x.shape)
+        return self._fold(self._reconstruct_vectors(self._vectors(x)), x.shape)
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         v = self._vectors(x)
-        out = self.net(v.reshape(-1, v.shape[-1])).reshape(v.shape)
-        return ((out - v) ** 2).mean(dim=(1, 2))
+        return ((self._reconstruct_vectors(v) - v) ** 2).mean(dim=(1, 2))
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
         return self.reconstruct(x)
@@ -73,6 +87,10 @@ class DenseAE(Detector):
     def fit(self, train: torch.Tensor, val: torch.Tensor, *, train_groups: torch.Tensor,
             val_groups: torch.Tensor, seed: int, budget: Budget,
             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+        device = self.tau.device
+        std = train.std(dim=(0, 1, 3), keepdim=True)
+        self.input_mean = train.mean(dim=(0, 1, 3), keepdim=True).to(device)
+        self.input_std = std.clamp_min(1e-3 * float(train.std()) + 1e-8).to(device)
         optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
         return train_epochs(self, lambda xb: self.score(xb).mean(), train, val, optimizer=optimizer,
                             scheduler=None, budget=budget, seed=seed, progress=progress)

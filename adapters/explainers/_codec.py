@@ -36,6 +36,9 @@ ADAM_BETAS = (0.5, 0.9)  # EnCodec's
 STFT_SIZES = (64, 128, 256, 512, 1024, 2048)  # EnCodec's multi-scale spectral loss spans 2^5..2^11 at 24 kHz
 QUALITY_CLIPS = 8
 LOG_FLOOR_DB = 60.0
+# EnCodec's lambda_t: the waveform term is weak on purpose, as the L1-optimal estimate of a noise-like
+# (unpredictable) component is silence; weighted like the spectral terms, it made the codec 10 dB too quiet
+WAVEFORM_WEIGHT = 0.1
 NOISE_SEED = 20_241_010  # the fixed noise clip whose latent replaces what an explanation leaves out
 
 
@@ -157,10 +160,10 @@ def multi_resolution_stft_loss(estimate: torch.Tensor, target: torch.Tensor) -> 
 
 
 def codec_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Waveform L1 relative to the target's mean magnitude (scale-free, like the spectral terms) + the
-    multi-resolution STFT loss: EnCodec's reconstruction terms, without its adversary."""
+    """`WAVEFORM_WEIGHT` x waveform L1 relative to the target's mean magnitude (scale-free, like the spectral
+    terms) + the multi-resolution STFT loss: EnCodec's reconstruction terms, without its adversary."""
     waveform_l1 = (estimate - target).abs().mean() / target.abs().mean().clamp_min(1e-8)
-    return waveform_l1 + multi_resolution_stft_loss(estimate, target)
+    return WAVEFORM_WEIGHT * waveform_l1 + multi_resolution_stft_loss(estimate, target)
 
 
 def split_validation(waves: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

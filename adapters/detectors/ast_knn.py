@@ -1,0 +1,238 @@
+"""`ast_knn`: an Audio Spectrogram Transformer trained to tell machines and sections apart, then kNN.
+
+The AST (`transformers.ASTModel`) learns the auxiliary task of classifying the machine/section group
+of normal training clips (cross-entropy on a LayerNorm + Linear head over the pooled output). Its
+pre-logit embeddings of the normal training clips form a torch memory bank; the anomaly score is the
+mean distance to the k nearest bank entries, so gradients flow from the score to the input log-mel.
+
+Input adaptation happens inside, differentiably: the canonical log-mel is standardised per mel band
+with training statistics (buffers), then either zero-padded to whole 16x16 patches (a small AST
+trained from scratch, non-overlapping patches) or, for a local pretrained checkpoint, resized
+bilinearly to the checkpoint's `num_mel_bins` x `max_length` and put on the scale its feature
+extractor normalised fbanks to.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import ASTConfig, ASTModel
+
+from benchmark.detector import Budget, Detector, train_epochs
+from benchmark.errors import BenchmarkError
+from benchmark.registry import detectors
+
+METRICS = ("cosine", "euclidean")
+# ASTFeatureExtractor's AudioSet statistics, used when a checkpoint ships no preprocessor_config.json
+AUDIOSET_FBANK_MEAN, AUDIOSET_FBANK_STD = -4.2677393, 4.5689974
+
+
+def _fork_devices(device: torch.device) -> list[torch.device]:
+    return [device] if device.type == "cuda" else []
+
+
+def _fbank_normalisation(folder: Path) -> tuple[float, float, bool]:
+    """(mean, std, do_normalize) of the checkpoint's feature extractor."""
+    path = folder / "preprocessor_config.json"
+    cfg = json.loads(path.read_text()) if path.is_file() else {}
+    return (float(cfg.get("mean", AUDIOSET_FBANK_MEAN)), float(cfg.get("std", AUDIOSET_FBANK_STD)),
+            bool(cfg.get("do_normalize", True)))
+
+
+@detectors.register(
+    "ast_knn",
+    summary="AST trained on machine+section classification of normal clips; score = mean distance of its "
+            "embedding to the k nearest normal training embeddings (cosine by default)",
+    version=1,
+    capabilities={"embeds", "layers"},
+    defaults={"k": 1, "metric": "cosine", "hidden_size": 192, "num_layers": 4, "num_heads": 3, "patch": 16,
+              "lr": None, "weight_decay": 0.01, "pretrained": None},
+)
+class ASTKNN(Detector):
+    """AST embedding + kNN memory bank.
+
+    `lr` defaults to 5e-4 from scratch and 1e-5 (the paper's fine-tuning rate) for `pretrained=DIR`.
+    Buffers: `input_mean`, `input_std` `[1, 1, F, 1]`; `bank` `[N, D]` embeddings; `bank_logmel`
+    `[N, 1, F, T]` float16 log-mels of the same clips (for `reference`); the bank takes its size from
+    the checkpoint being loaded.
+    """
+
+    def __init__(self, k: int = 1, metric: str = "cosine", hidden_size: int = 192, num_layers: int = 4,
+                 num_heads: int = 3, patch: int = 16, lr: float | None = None, weight_decay: float = 0.01,
+                 pretrained: str | None = None):
+        super().__init__()
+        if metric not in METRICS:
+            raise BenchmarkError(f"ast_knn metric {metric!r} is unknown: use one of {', '.join(METRICS)}")
+        if k < 1:
+            raise BenchmarkError(f"ast_knn k={k}: the number of nearest neighbours must be at least 1")
+        self.k, self.metric, self.patch, self.weight_decay = k, metric, patch, weight_decay
+        self.hidden_size, self.num_layers, self.num_heads = hidden_size, num_layers, num_heads
+        self.pretrained = Path(pretrained) if pretrained else None
+        self.lr = lr if lr is not None else (1e-5 if pretrained else 5e-4)
+        self.ast: ASTModel | None = None
+        self.head: nn.Module | None = None
+        self.register_buffer("input_mean", torch.zeros(0))
+        self.register_buffer("input_std", torch.ones(0))
+        self.register_buffer("bank", torch.zeros(0, 0))
+        self.register_buffer("bank_logmel", torch.zeros(0, dtype=torch.float16))
+
+    # --- construction -------------------------------------------------------------------------
+    def build(self, grid: tuple[int, int], n_groups: int) -> None:
+        super().build(grid, n_groups)
+        device = self.tau.device
+        self.grid, self.n_groups = tuple(grid), n_groups
+        if self.pretrained is None:
+            self.ast = ASTModel(self._scratch_config())
+        else:
+            self.ast = self._load_pretrained()
+        self.ast.to(device)
+        self.ast_grid = (self.ast.config.num_mel_bins, self.ast.config.max_length)
+        self.head = self._new_head().to(device)
+        self.input_mean = torch.zeros(1, 1, grid[0], 1, device=device)
+        self.input_std = torch.ones(1, 1, grid[0], 1, device=device)
+        self.bank = torch.zeros(0, self.ast.config.hidden_size, device=device)
+        self.bank_logmel = torch.zeros(0, 1, *grid, dtype=torch.float16, device=device)
+
+    def _scratch_config(self) -> ASTConfig:
+        """A small AST over non-overlapping patches covering the whole grid (padded to whole patches)."""
+        n_mels, n_frames = self.grid
+        p = self.patch
+        return ASTConfig(hidden_size=self.hidden_size, num_hidden_layers=self.num_layers,
+                         num_attention_heads=self.num_heads, intermediate_size=4 * self.hidden_size,
+                         patch_size=p, frequency_stride=p, time_stride=p,
+                         num_mel_bins=max(p, math.ceil(n_mels / p) * p), max_length=max(p, math.ceil(n_frames / p) * p))
+
+    def _load_pretrained(self) -> ASTModel:
+        folder = self.pretrained
+        if not (folder / "config.json").is_file():
+            raise BenchmarkError(f"ast_knn pretrained={str(folder)!r} holds no config.json: point it at a folder "
+                                 "written by save_pretrained (a local Hugging Face AST checkpoint)")
+        self.fbank_mean, self.fbank_std, self.fbank_normalised = _fbank_normalisation(folder)
+        return ASTModel.from_pretrained(folder, local_files_only=True)
+
+    def _new_head(self) -> nn.Module:
+        cfg = self.ast.config
+        return nn.Sequential(nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps),
+                             nn.Linear(cfg.hidden_size, max(1, self.n_groups)))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # the memory bank's length is the number of training clips: take it from the checkpoint
+        for name in ("bank", "bank_logmel"):
+            saved = state_dict.get(prefix + name)
+            if saved is not None:
+                setattr(self, name, torch.empty_like(saved, device=getattr(self, name).device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    # --- the score ----------------------------------------------------------------------------
+    def ast_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Canonical log-mel `[B, 1, F, T]` -> AST `input_values` `[B, max_length, num_mel_bins]`."""
+        z = (x - self.input_mean) / self.input_std
+        if self.pretrained is None:
+            n_mels, n_frames = self.ast_grid
+            z = F.pad(z, (0, n_frames - z.shape[-1], 0, n_mels - z.shape[-2]))
+        else:
+            # read the standardised clip as fbanks with the checkpoint's statistics, then normalise them
+            # the way its feature extractor did: (fbank - mean) / (2 std)
+            z = F.interpolate(z, size=self.ast_grid, mode="bilinear", align_corners=False)
+            z = z * self.fbank_std + self.fbank_mean
+            if self.fbank_normalised:
+                z = (z - self.fbank_mean) / (2 * self.fbank_std)
+        return z[:, 0].transpose(1, 2)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-logit embedding `[B, D]` (the AST's pooled output) of `x: [B, 1, F, T]`."""
+        return self.ast(input_values=self.ast_input(x)).pooler_output
+
+    def distances(self, x: torch.Tensor) -> torch.Tensor:
+        """Distance `[B, N]` of every clip to every bank entry."""
+        if len(self.bank) == 0:
+            raise BenchmarkError("ast_knn has an empty memory bank: fit it or load a trained checkpoint first")
+        e = self.embed(x)
+        if self.metric == "cosine":
+            return 1.0 - F.normalize(e, dim=1) @ F.normalize(self.bank, dim=1).T
+        # the direct (not matrix-product) form is exact at distance 0, where its gradient is 0, not NaN
+        return torch.cdist(e, self.bank, compute_mode="donot_use_mm_for_euclid_dist")
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.distances(x)
+        return d.topk(min(self.k, d.shape[1]), dim=1, largest=False).values.mean(dim=1)
+
+    def reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The log-mel `[B, 1, F, T]` of each clip's nearest normal training clip."""
+        with torch.no_grad():
+            nearest = self.distances(x).argmin(dim=1)
+        return self.bank_logmel[nearest].to(x.dtype)
+
+    def layers(self) -> dict[str, nn.Module]:
+        """Patch embedding, transformer layers, final norm; 'gradcam' = the patch-embedding conv, the
+        only layer whose output keeps the time-frequency layout `[B, D, F', T']`."""
+        projection = self.ast.embeddings.patch_embeddings.projection
+        blocks = {f"layer{i}": layer for i, layer in enumerate(self.ast.layers)}
+        return {"patch_embedding": projection, **blocks, "layernorm": self.ast.layernorm, "gradcam": projection}
+
+    def hidden_states(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Patch tokens laid out on the patch grid, `[B, D, F', T']`, after the embedding and every layer."""
+        states = self.ast(input_values=self.ast_input(x), output_hidden_states=True).hidden_states
+        rows, cols = self.ast.embeddings.get_shape(self.ast.config)
+        names = ["patch_embedding"] + [f"layer{i}" for i in range(len(states) - 1)]
+        return {n: s[:, 2:].transpose(1, 2).reshape(len(x), -1, rows, cols) for n, s in zip(names, states, strict=True)}
+
+    # --- training -----------------------------------------------------------------------------
+    def fit(self, train: torch.Tensor, val: torch.Tensor, *, train_groups: torch.Tensor,
+            val_groups: torch.Tensor, seed: int, budget: Budget,
+            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+        device = self.tau.device
+        std = train.std(dim=(0, 1, 3), keepdim=True)
+        self.input_mean = train.mean(dim=(0, 1, 3), keepdim=True).to(device)
+        self.input_std = std.clamp_min(1e-3 * float(train.std()) + 1e-8).to(device)
+        with torch.random.fork_rng(devices=_fork_devices(device)):
+            torch.manual_seed(seed)
+            if self.pretrained is None:
+                self.ast = ASTModel(self.ast.config).to(device)
+            self.head = self._new_head().to(device)
+            if self.n_groups < 2:
+                info = {"epochs": 0, "best_val_loss": None, "capped_by_time": False, "train_seconds": 0.0,
+                        "skipped": "a single machine/section group leaves the auxiliary classifier nothing to "
+                                   "learn: the memory bank holds the untrained embeddings"}
+                if progress:
+                    progress(f"ast_knn: {info['skipped']}")
+            else:
+                info = self._train_classifier(train, val, train_groups, val_groups, seed, budget, progress)
+        self._fill_bank(train, budget.batch_size)
+        return info
+
+    def _train_classifier(self, train: torch.Tensor, val: torch.Tensor, train_groups: torch.Tensor,
+                          val_groups: torch.Tensor, seed: int, budget: Budget,
+                          progress: Callable[[str], None] | None) -> dict[str, Any]:
+        """Cross-entropy on the machine/section groups, early-stopped on the validation clips."""
+        device = self.tau.device
+        clips = torch.cat([train, val])
+        groups = torch.cat([train_groups, val_groups]).long()
+        if int(groups.max()) >= max(1, self.n_groups) or int(groups.min()) < 0:
+            raise BenchmarkError(f"ast_knn got group labels {int(groups.min())}..{int(groups.max())} but was built "
+                                 f"for n_groups={self.n_groups}: number the groups 0..n_groups-1")
+        classifier = nn.ModuleDict({"ast": self.ast, "head": self.head})
+
+        def loss_fn(index: torch.Tensor) -> torch.Tensor:
+            index = index.cpu()
+            logits = self.head(self.embed(clips[index].to(device)))
+            return F.cross_entropy(logits, groups[index].to(device))
+
+        optimizer = torch.optim.AdamW(classifier.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        # train_epochs draws batches from these index tensors; loss_fn looks the clips and groups up
+        return train_epochs(classifier, loss_fn, torch.arange(len(train)), torch.arange(len(train), len(clips)),
+                            optimizer=optimizer, scheduler=None, budget=budget, seed=seed, progress=progress)
+
+    def _fill_bank(self, train: torch.Tensor, batch_size: int) -> None:
+        device = self.tau.device
+        self.eval()
+        with torch.no_grad():
+            self.bank = torch.cat([self.embed(train[i:i + batch_size].to(device))
+                                   for i in range(0, len(train), batch_size)])
+        self.bank_logmel = train.to(device=device, dtype=torch.float16)
