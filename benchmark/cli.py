@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--dataset", required=True)
     q.add_argument("--data-root", required=True)
 
-    p = sub.add_parser("explain", help="explain one clip: PNG (spectrogram, attribution, time curve), WAV if listenable")
+    p = sub.add_parser("explain", help="explain one clip: PNG (map, time curve), WAV if listenable")
     p.add_argument("wav", type=Path)
     p.add_argument("--detector", required=True)
     p.add_argument("--explainer", required=True)

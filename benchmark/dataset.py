@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -76,7 +77,7 @@ class ClipTable:
             anomaly=pick(self.anomaly), has_truth=self.has_truth[rows],
         )
 
-    def where(self, keep: torch.Tensor) -> "ClipTable":
+    def where(self, keep: torch.Tensor) -> ClipTable:
         rows = torch.nonzero(keep).flatten()
         b = self.batch(rows)
         return ClipTable(b.ids, b.x, b.labels, b.meta, b.waveform, b.tf_mask, b.frame_labels,

@@ -8,8 +8,9 @@ thresholds live in buffers, so they travel with the checkpoint.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from sklearn.metrics import roc_curve

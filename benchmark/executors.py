@@ -7,8 +7,9 @@ and the store do not change with the executor.
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Protocol
 
 from .errors import BenchmarkError
 

@@ -6,8 +6,10 @@ Frames are centred (frame t covers time t·hop/sr), so a clip of N samples has `
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
-from typing import Iterable, Literal
+from functools import lru_cache
+from typing import Literal
 
 import torch
 import torchaudio
@@ -52,7 +54,7 @@ class FeatureSpec:
     def frames_for(self, n_samples: int) -> int:
         return 1 + n_samples // self.hop_length
 
-    def with_duration(self, duration_s: float) -> "FeatureSpec":
+    def with_duration(self, duration_s: float) -> FeatureSpec:
         return replace(self, duration_s=float(duration_s))
 
     def mel_band_edges_hz(self) -> torch.Tensor:
@@ -125,9 +127,14 @@ class LogMel(torch.nn.Module):
         return out.unsqueeze(1)
 
 
+@lru_cache(maxsize=8)
+def _mel_power(spec: FeatureSpec) -> torch.nn.Module:
+    return LogMel(spec).mel
+
+
 def power_mel(spec: FeatureSpec, w: torch.Tensor) -> torch.Tensor:
     """Mel power (no log) of waveforms `[B, N] -> [B, F, T]`, for ideal-binary-mask ground truth."""
-    return LogMel(spec).to(w.device).mel(w)
+    return _mel_power(spec).to(w.device)(w)
 
 
 def frame_labels_from_intervals(

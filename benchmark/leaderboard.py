@@ -94,7 +94,7 @@ def leaderboard_table(rows: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
                     stats[(ds, det, ex)][f"{column_name(metric, param)}.{k}"] = v
     status = _cell_status(records)
     index = sorted(set(stats) | set(status))
-    table = pd.DataFrame([{**dict(zip(KEYS, key)), "status": status.get(key, "done"), **stats.get(key, {})}
+    table = pd.DataFrame([{**dict(zip(KEYS, key, strict=True)), "status": status.get(key, "done"), **stats.get(key, {})}
                           for key in index], columns=None)
     if table.empty:
         return pd.DataFrame(columns=KEYS + ["status"])

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .cells import EvaluateCell, TrainCell, expand, inapplicable
+from .cells import EvaluateCell, expand, inapplicable
 from .evaluation import dataset_provides, run_evaluate_cell
 from .executors import Executor, Outcome, guarded
 from .store import DONE, FAILED, SKIPPED, Store

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -60,7 +61,7 @@ def run_train_cell(cell: TrainCell, ws: Workspace, progress: Callable[[str], Non
                                         "spec": ws.dataset(cell.dataset).spec.to_dict()})
     rows = clip_rows(test, range(len(test)), dataset=cell.dataset.name, detector=cell.detector.name,
                      seed=cell.seed, explainer="-")
-    for r, s in zip(rows, test_scores.tolist()):
+    for r, s in zip(rows, test_scores.tolist(), strict=True):
         r.update(metric="anomaly_score", param="", value=float(s), chance=float("nan"))
     record = {**cell.describe(), "status": DONE, "log": log,
               "thresholds": {"tau": float(det.tau), "temperature": float(det.temperature),

@@ -72,7 +72,7 @@ class Batch:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Batch(
             ids=self.ids, x=move(self.x), labels=move(self.labels), meta=self.meta,
@@ -81,7 +81,7 @@ class Batch:
             has_truth=move(self.has_truth),
         )
 
-    def select(self, index: torch.Tensor | slice) -> "Batch":
+    def select(self, index: torch.Tensor | slice) -> Batch:
         if isinstance(index, slice):
             rows = list(range(len(self.ids)))[index]
         else:
@@ -114,7 +114,7 @@ class Explanation:
     backward_passes: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def select(self, rows: torch.Tensor) -> "Explanation":
+    def select(self, rows: torch.Tensor) -> Explanation:
         """The explanation of a subset of the batch's clips."""
         b = self.attribution.shape[0]
         pick = lambda t: t[rows] if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == b else t  # noqa: E731

@@ -56,7 +56,7 @@ def test_key_changes_with_adapter_source(tmp_path, monkeypatch):
     monkeypatch.setattr(plugin_cls, "source_hash", edited)
     trains, evals = expand(load_suite(str(write(tmp_path))))
     assert trains[0].key == before_train  # the detector's cell does not depend on the explainer
-    changed = [e.explainer.name for e, k in zip(evals, before_evals) if e.key != k]
+    changed = [e.explainer.name for e, k in zip(evals, before_evals, strict=True) if e.key != k]
     assert changed == ["random", "random"]
 
 

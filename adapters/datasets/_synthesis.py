@@ -14,7 +14,6 @@ import tomllib
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,7 +22,7 @@ import torch
 
 from benchmark.dataset import SPLITS, Dataset
 from benchmark.errors import BenchmarkError, DataError
-from benchmark.features import FeatureSpec, LogMel, preset
+from benchmark.features import FeatureSpec, power_mel, preset
 from benchmark.types import Clip, Event
 
 from ._audio_io import PCM_SCALE
@@ -76,13 +75,6 @@ def draw_parameters(ranges: dict[str, Any], rng: np.random.Generator) -> dict[st
         else:
             out[name] = value
     return out
-
-
-@lru_cache(maxsize=4)
-def mel_power(spec: FeatureSpec) -> torch.nn.Module:
-    """`benchmark.features.power_mel` for one grid, with its filterbank built once instead of per call:
-    `[B, N] -> [B, F, T]` mel power."""
-    return LogMel(spec).mel
 
 
 def quantise(x: np.ndarray) -> np.ndarray:
@@ -306,7 +298,7 @@ class SyntheticDataset(Dataset):
         for boost in range(boosts + 1):
             pcm = quantise(gain * (twin + delta))
             anomaly = (pcm.astype(np.float32) - twin_pcm.astype(np.float32)) / PCM_SCALE
-            power = mel_power(self.spec)(torch.stack([torch.from_numpy(anomaly), twin_f]))
+            power = power_mel(self.spec, torch.stack([torch.from_numpy(anomaly), twin_f]))
             mask = power[0] > power[1]
             if mask.any():
                 return pcm, anomaly, mask

@@ -17,16 +17,18 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers import ASTConfig, ASTModel
 
 from benchmark.detector import Budget, Detector, train_epochs
 from benchmark.errors import BenchmarkError
 from benchmark.registry import detectors
+
+if TYPE_CHECKING:  # transformers costs seconds at import: loaded where a model is built
+    from transformers import ASTConfig, ASTModel
 
 METRICS = ("cosine", "euclidean")
 # ASTFeatureExtractor's AudioSet statistics, used when a checkpoint ships no preprocessor_config.json
@@ -57,7 +59,8 @@ def _fbank_normalisation(folder: Path) -> tuple[float, float, bool]:
 class ASTKNN(Detector):
     """AST embedding + kNN memory bank.
 
-    `lr` defaults to 5e-4 from scratch and 1e-5 (the paper's fine-tuning rate) for `pretrained=DIR`.
+    `lr` defaults to 5e-4 from scratch and 1e-5 (the paper's fine-tuning rate) for `pretrained=DIR`,
+    whose checkpoint also fixes the architecture (`hidden_size`, `num_layers`, `num_heads`, `patch` unused).
     Buffers: `input_mean`, `input_std` `[1, 1, F, 1]`; `bank` `[N, D]` embeddings; `bank_logmel`
     `[N, 1, F, T]` float16 log-mels of the same clips (for `reference`); the bank takes its size from
     the checkpoint being loaded.
@@ -88,6 +91,7 @@ class ASTKNN(Detector):
         device = self.tau.device
         self.grid, self.n_groups = tuple(grid), n_groups
         if self.pretrained is None:
+            from transformers import ASTModel
             self.ast = ASTModel(self._scratch_config())
         else:
             self.ast = self._load_pretrained()
@@ -103,10 +107,11 @@ class ASTKNN(Detector):
         """A small AST over non-overlapping patches covering the whole grid (padded to whole patches)."""
         n_mels, n_frames = self.grid
         p = self.patch
+        from transformers import ASTConfig
         return ASTConfig(hidden_size=self.hidden_size, num_hidden_layers=self.num_layers,
                          num_attention_heads=self.num_heads, intermediate_size=4 * self.hidden_size,
                          patch_size=p, frequency_stride=p, time_stride=p,
-                         num_mel_bins=max(p, math.ceil(n_mels / p) * p), max_length=max(p, math.ceil(n_frames / p) * p))
+                         num_mel_bins=math.ceil(n_mels / p) * p, max_length=math.ceil(n_frames / p) * p)
 
     def _load_pretrained(self) -> ASTModel:
         folder = self.pretrained
@@ -114,6 +119,7 @@ class ASTKNN(Detector):
             raise BenchmarkError(f"ast_knn pretrained={str(folder)!r} holds no config.json: point it at a folder "
                                  "written by save_pretrained (a local Hugging Face AST checkpoint)")
         self.fbank_mean, self.fbank_std, self.fbank_normalised = _fbank_normalisation(folder)
+        from transformers import ASTModel
         return ASTModel.from_pretrained(folder, local_files_only=True)
 
     def _new_head(self) -> nn.Module:
@@ -194,6 +200,7 @@ class ASTKNN(Detector):
         with torch.random.fork_rng(devices=_fork_devices(device)):
             torch.manual_seed(seed)
             if self.pretrained is None:
+                from transformers import ASTModel
                 self.ast = ASTModel(self.ast.config).to(device)
             self.head = self._new_head().to(device)
             if self.n_groups < 2:

@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from captum.attr import IntegratedGradients
 
 from benchmark.dataset import ClipTable
 from benchmark.detector import Budget, Detector
@@ -152,6 +151,7 @@ class EncodecLatent(Explainer):
                             base: torch.Tensor) -> torch.Tensor:
         """IG of the anomaly score over the latent: `[B, 128, L] -> [B, 128, L]`. Clips go to Captum in
         groups of half the examples per forward, as Captum puts at least two steps of each into one forward."""
+        from captum.attr import IntegratedGradients  # lazy: captum costs seconds at import
         method = IntegratedGradients(lambda latent: detector.score(logmel(synthesis.decode(latent))))
         per_forward = synthesis.examples_per_forward
         with torch.enable_grad():

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-from captum.attr import LayerAttribution, LayerGradCam
 
 from benchmark.detector import Detector
 from benchmark.errors import BenchmarkError
@@ -31,6 +30,7 @@ class GradCam(Explainer):
             raise BenchmarkError(f"grad_cam: detector {type(detector).__name__} names no {LAYER!r} layer in "
                                  f"layers() (it has: {', '.join(layers) or 'none'}); name its last encoder conv "
                                  f"{LAYER!r}")
+        from captum.attr import LayerAttribution, LayerGradCam  # lazy: captum costs seconds at import
         method = LayerGradCam(score_function(detector), layers[LAYER])
         grid = tuple(batch.x.shape[-2:])
         maps = []

@@ -3,7 +3,6 @@ a noised input and the baseline."""
 from __future__ import annotations
 
 import torch
-from captum.attr import GradientShap
 
 from benchmark.detector import Detector
 from benchmark.explainer import Explainer
@@ -36,6 +35,7 @@ class GradientShapMap(Explainer):
         self.baseline = check_baseline("gradient_shap", baseline)
 
     def explain(self, detector: Detector, batch: Batch, *, generator: torch.Generator) -> Explanation:
+        from captum.attr import GradientShap  # lazy: captum costs seconds at import
         method = GradientShap(score_at_offset(detector))
         per_forward = self.examples_per_forward(batch.x.device)
         base = baseline_of(detector, batch.x, self.baseline)

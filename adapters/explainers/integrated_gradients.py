@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-from captum.attr import IntegratedGradients
 
 from benchmark.detector import Detector
 from benchmark.errors import BenchmarkError
@@ -31,6 +30,7 @@ class IntegratedGradientsMap(Explainer):
         self.baseline = check_baseline("integrated_gradients", baseline)
 
     def explain(self, detector: Detector, batch: Batch, *, generator: torch.Generator) -> Explanation:
+        from captum.attr import IntegratedGradients  # lazy: captum costs seconds at import
         method = IntegratedGradients(score_function(detector))
         per_forward = self.examples_per_forward(batch.x.device)
         base = baseline_of(detector, batch.x, self.baseline)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 
 import torch
-from captum.attr import Occlusion
 
 from benchmark.detector import Detector
 from benchmark.errors import BenchmarkError
@@ -52,6 +51,7 @@ class OcclusionMap(Explainer):
     def explain(self, detector: Detector, batch: Batch, *, generator: torch.Generator) -> Explanation:
         grid = tuple(batch.x.shape[-2:])
         window = self.window_on(grid)
+        from captum.attr import Occlusion  # lazy: captum costs seconds at import
         method = Occlusion(score_function(detector))
         per_forward = self.examples_per_forward(batch.x.device)
         base = baseline_of(detector, batch.x, self.baseline)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-from captum.attr import Saliency
 
 from benchmark.detector import Detector
 from benchmark.explainer import Explainer
@@ -22,6 +21,7 @@ class SaliencyMap(Explainer):
         self.abs = abs
 
     def explain(self, detector: Detector, batch: Batch, *, generator: torch.Generator) -> Explanation:
+        from captum.attr import Saliency  # lazy: captum costs seconds at import
         method = Saliency(score_function(detector))
         per_forward = self.examples_per_forward(batch.x.device)
         with torch.enable_grad():

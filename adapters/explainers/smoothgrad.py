@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-from captum.attr import NoiseTunnel, Saliency
 
 from benchmark.detector import Detector
 from benchmark.explainer import Explainer
@@ -25,6 +24,7 @@ class SmoothGrad(Explainer):
         self.nt_samples, self.stdevs, self.abs = nt_samples, stdevs, abs
 
     def explain(self, detector: Detector, batch: Batch, *, generator: torch.Generator) -> Explanation:
+        from captum.attr import NoiseTunnel, Saliency  # lazy: captum costs seconds at import
         method = NoiseTunnel(Saliency(score_function(detector)))
         per_forward = self.examples_per_forward(batch.x.device)
         maps = []

@@ -19,8 +19,6 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import torch
-from captum.metrics import infidelity as captum_infidelity
-from captum.metrics import sensitivity_max as captum_sensitivity_max
 
 from ..features import LogMel
 from ..registry import metrics
@@ -52,6 +50,8 @@ def sensitivity_max(explain: Callable[[torch.Tensor], torch.Tensor], inputs: tor
         unit = torch.rand(given.shape, generator=generator, dtype=given.dtype, device=generator.device)
         return given + (2 * unit.to(given.device) - 1) * perturb_radius * _clip_std(given)
 
+    from captum.metrics import sensitivity_max as captum_sensitivity_max  # lazy: seconds at import
+
     return captum_sensitivity_max(explanation_func, inputs, perturb_func=perturb, n_perturb_samples=n_perturb_samples)
 
 
@@ -62,6 +62,8 @@ def infidelity(score: ScoreFn, x: torch.Tensor, attribution: torch.Tensor, *, ge
         unit = torch.randn(inputs.shape, generator=generator, dtype=inputs.dtype, device=generator.device)
         noise = unit.to(inputs.device) * stdevs * _clip_std(inputs)
         return noise, inputs - noise
+
+    from captum.metrics import infidelity as captum_infidelity  # lazy: seconds at import
 
     with torch.no_grad():
         values = captum_infidelity(score, perturb, x, attribution.unsqueeze(1).to(x.dtype),

@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import torch
-from captum.attr import IntegratedGradients
 
 from ..features import LogMel
 from ..registry import metrics
@@ -151,6 +150,7 @@ def input_ig_attribution(score: ScoreFn, logmel: LogMel, waveform: torch.Tensor,
 
     Clips go to Captum in groups of half the internal batch, as Captum puts at least two steps of every
     clip of a call into one forward."""
+    from captum.attr import IntegratedGradients  # lazy: captum costs seconds at import
     method = IntegratedGradients(lambda w: score(logmel(w)))
     group = max(1, internal_batch_size // 2)
     with torch.enable_grad():

@@ -43,9 +43,21 @@ def test_training_throughput(benchmark, name):
     assert len(det.state_dict()) > 0
 
 
+@pytest.fixture(scope="module")
+def trained() -> dict:
+    """Detectors trained for one epoch, built on first use and shared by the scoring benchmarks."""
+    return {}
+
+
+def _trained(cache: dict, name: str):
+    if name not in cache:
+        cache[name] = _fit_one_epoch(_built(name), _clips(N_TRAIN, 0), _clips(N_VAL, 1)).eval()
+    return cache[name]
+
+
 @pytest.mark.parametrize("name", DETECTORS)
-def test_scoring_throughput(benchmark, name):
-    det = _fit_one_epoch(_built(name), _clips(N_TRAIN, 0), _clips(N_VAL, 1)).eval()
+def test_scoring_throughput(benchmark, trained, name):
+    det = _trained(trained, name)
     x = _clips(N_SCORE, 2)
 
     def score():
@@ -58,9 +70,9 @@ def test_scoring_throughput(benchmark, name):
 
 
 @pytest.mark.parametrize("name", DETECTORS)
-def test_score_gradient_throughput(benchmark, name):
+def test_score_gradient_throughput(benchmark, trained, name):
     """Score plus backward to the input: the unit of work of every gradient explainer."""
-    det = _fit_one_epoch(_built(name), _clips(N_TRAIN, 0), _clips(N_VAL, 1)).eval()
+    det = _trained(trained, name)
     x = _clips(N_SCORE, 2)
 
     def gradient():
