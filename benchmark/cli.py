@@ -115,6 +115,17 @@ def _short(v) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from . import replay
+    from .suites import suite_path
+
+    t0 = time.monotonic()
+    suite_file = suite_path(args.suite)
+    replayed = replay.try_replay(args, _suite_name(suite_file), suite_file)
+    if replayed is not None:
+        print(f"{_suite_name(suite_file)}: every cell cached and nothing changed since the last complete run; "
+              f"leaderboards copied to {replayed} in {time.monotonic() - t0:.1f} s")
+        return 0
+
     from .executors import make_executor
     from .leaderboard import publish
     from .runner import run_suite
@@ -128,7 +139,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         suite = _with_data_root(suite, args.data_root)
     device = resolve_device(args.device)
     executor = make_executor(args.executor)
-    t0 = time.monotonic()
     summary = run_suite(suite, out=args.out, device=device, executor=executor,
                         show_progress=not args.no_progress and sys.stderr.isatty())
     folder = publish(Store(args.out), suite.name, args.leaderboards)
@@ -138,7 +148,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  skipped  {line}")
     for line in summary.failed:
         print(f"  FAILED   {line}")
+    if summary.exit_code == 0:
+        replay.remember(args, suite.name, suite.path, folder)
     return summary.exit_code
+
+
+def _suite_name(suite_file: Path) -> str:
+    """The suite's `name` (its file stem by default), read without loading any plugin."""
+    import tomllib
+    try:
+        return str(tomllib.loads(suite_file.read_text()).get("name", suite_file.stem))
+    except tomllib.TOMLDecodeError:
+        return suite_file.stem
 
 
 def _with_data_root(suite, data_root: str):

@@ -27,11 +27,13 @@ import tomllib
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .detector import Budget
 from .errors import BenchmarkError
 from .registry import Plugin, registry
+
+if TYPE_CHECKING:  # the detector module imports torch; `run` replays without it
+    from .detector import Budget
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "tasks" / "suites"
 TOP_KEYS = {"name", "description", "seeds", "metrics", "metric_params", "evaluate", "datasets", "detectors",
@@ -160,6 +162,7 @@ def _metric_configs(spec: Any, overrides: dict[str, Any], path: Path) -> list[Pl
 
 
 def _budget(raw: dict[str, Any], where: str) -> Budget:
+    from .detector import Budget
     allowed = set(Budget.__dataclass_fields__)
     unknown = set(raw) - allowed
     if unknown:

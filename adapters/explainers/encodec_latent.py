@@ -52,7 +52,7 @@ CPU_EXAMPLES, GPU_EXAMPLES = 8, 64
                      "rest from a noise latent, decoded into a listenable explanation", version=1,
                      needs={"gradients", "waveform", "training"},
                      defaults={"keep": 0.21, "n_steps": 50, "baseline": "zeros", "n_filters": 4, "lstm": 1},
-                     test_params={"n_steps": 4, "n_filters": 2})
+                     test_params={"n_steps": 2, "n_filters": 2})
 class EncodecLatent(Explainer):
     """`keep`: fraction of latent elements kept in the explanation. `pretrained`: a folder holding
     `encodec_24khz-d7cc33bc.th`, a state-dict file, or "hub"; None trains a small codec (`n_filters`
