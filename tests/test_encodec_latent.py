@@ -83,6 +83,7 @@ def explain(explainer: EncodecLatent, det: Detector, batch: Batch):
     return explainer.explain(det, batch, generator=torch.Generator().manual_seed(0))
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # encodec 0.1.1 builds with the deprecated weight_norm
 def test_offline_checkpoint_file_gives_the_models_own_outputs(tmp_path) -> None:
     torch.manual_seed(0)
     model = EncodecModel.encodec_model_24khz(pretrained=False)

@@ -7,7 +7,6 @@ L = ceil(N24 / 320), 75 frames per second.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 import time
@@ -35,11 +34,10 @@ SEGMENT_S = 1.0  # EnCodec trains on 1-s crops
 LEARNING_RATE = 3e-3
 ADAM_BETAS = (0.5, 0.9)  # EnCodec's
 STFT_SIZES = (64, 128, 256, 512, 1024, 2048)  # EnCodec's multi-scale spectral loss spans 2^5..2^11 at 24 kHz
-MEL_BANDS = 64
 QUALITY_CLIPS = 8
 LOG_FLOOR_DB = 60.0
 # EnCodec's lambda_t: the waveform term is weak on purpose, as the L1-optimal estimate of a noise-like
-# (unpredictable) component is silence; weighted like the spectral terms, it made the codec 10 dB too quiet
+# (unpredictable) component is silence; weighted like the spectral terms, it made the codec 6-10 dB too quiet
 WAVEFORM_WEIGHT = 0.1
 NOISE_SEED = 20_241_010  # the fixed noise clip whose latent replaces what an explanation leaves out
 
@@ -144,32 +142,15 @@ def rms(w: torch.Tensor) -> torch.Tensor:
     return w.double().pow(2).mean(-1).sqrt()
 
 
-@functools.cache
-def mel_filters(n_fft: int) -> torch.Tensor:
-    """`[n_fft // 2 + 1, n_mels]` HTK filters over 0-12 kHz: `MEL_BANDS` bands (EnCodec takes its spectral
-    loss on 64-band mel spectrograms), fewer where a short STFT cannot give every band a bin."""
-    for n_mels in range(MEL_BANDS, 0, -1):
-        with warnings.catch_warnings():  # an empty band is what the loop looks for
-            warnings.simplefilter("ignore", UserWarning)
-            filters = torchaudio.functional.melscale_fbanks(n_fft // 2 + 1, 0.0, CODEC_RATE / 2, n_mels, CODEC_RATE)
-        if bool((filters.sum(0) > 0).all()):
-            return filters
-    raise ValueError(f"no mel filterbank fits an STFT of {n_fft} points")
-
-
 def multi_resolution_stft_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Spectral convergence + log-magnitude L1 of mel-scaled STFT magnitudes, averaged over the
-    `STFT_SIZES` (hop 1/4): `[B, N] -> scalar`.
+    """Spectral convergence + log-magnitude L1, averaged over the `STFT_SIZES` (hop 1/4): `[B, N] -> scalar`.
 
-    Mel scaling gives the low bands, where machine sounds keep most of their structure, the weight the
-    log-mel detectors give them (on linear bins the codec came out 6-10 dB too quiet there). The log
-    floor sits `LOG_FLOOR_DB` below each target's peak: with an absolute floor far below the signal,
-    matching near-silent bins dominates the loss and drives the output towards silence."""
+    The log floor sits `LOG_FLOOR_DB` below each target's peak bin: with an absolute floor far below the
+    signal, matching the near-silent bins dominates the loss and drives the output towards silence."""
     total = estimate.new_zeros(())
     for n_fft in STFT_SIZES:
         window = torch.hann_window(n_fft, device=estimate.device, dtype=estimate.dtype)
-        filters = mel_filters(n_fft).to(device=estimate.device, dtype=estimate.dtype)
-        s_hat, s = (torch.stft(w, n_fft, n_fft // 4, window=window, return_complex=True).abs().transpose(1, 2) @ filters
+        s_hat, s = (torch.stft(w, n_fft, n_fft // 4, window=window, return_complex=True).abs()
                     for w in (estimate, target))
         floor = s.amax(dim=(1, 2), keepdim=True).clamp_min(1e-8) * 10 ** (-LOG_FLOOR_DB / 20)
         convergence = torch.linalg.vector_norm(s - s_hat) / torch.linalg.vector_norm(s).clamp_min(1e-8)
