@@ -134,7 +134,7 @@ def train_epochs(
     device = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
     best, best_state, stale, epoch = float("inf"), None, 0, 0
-    t0, history, capped = time.monotonic(), [], False
+    t0, capped = time.monotonic(), False
     for epoch in range(1, budget.epochs + 1):
         model.train()
         order = torch.randperm(len(train), generator=g)
@@ -151,7 +151,6 @@ def train_epochs(
             vals = [float(loss_fn(val[i:i + budget.batch_size].to(device))) * len(val[i:i + budget.batch_size])
                     for i in range(0, len(val), budget.batch_size)]
         v = sum(vals) / max(1, len(val))
-        history.append(v)
         if progress:
             progress(f"epoch {epoch} val {v:.4g}")
         if v < best - 1e-12:
