@@ -150,7 +150,7 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
                 continue
             try:
                 result = plugin.factory(ctx, **metric.params)
-                _append_metric_rows(rows, base, sub.tolist(), metric.name, result)
+                rows.extend(_metric_rows(base, sub.tolist(), metric.name, result))  # all params or none
             except Exception as exc:  # one metric's failure is recorded; the others still count
                 failures[metric.name] = f"{type(exc).__name__}: {exc}"
                 continue
@@ -170,7 +170,8 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
     return record, rows
 
 
-def _append_metric_rows(rows: list, base: list[dict], sub: list[int], name: str, result: MetricResult) -> None:
+def _metric_rows(base: list[dict], sub: list[int], name: str, result: MetricResult) -> list[dict]:
+    rows: list[dict] = []
     chance = None if result.chance is None else result.chance.detach().double().cpu()
     for param, values in result.values.items():
         v = values.detach().double().cpu()
@@ -181,6 +182,7 @@ def _append_metric_rows(rows: list, base: list[dict], sub: list[int], name: str,
         for j, i in enumerate(sub):
             rows.append({**base[i], "metric": name, "param": str(param), "value": float(v[j]),
                          "chance": float(chance[j]) if chance is not None else float("nan")})
+    return rows
 
 
 def _peak_memory_mb(device: torch.device) -> float:
