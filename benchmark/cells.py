@@ -57,7 +57,11 @@ class EvaluateCell:
 
     @cached_property
     def interpreter_key(self) -> str:
-        """Key of what the explainer learns (trained interpreters), independent of the metrics."""
+        """Key of what the explainer learns (trained interpreters), independent of the metrics; an
+        interpreter that learns without the detector is keyed by the dataset and seed instead."""
+        if not getattr(self.explainer.plugin.factory, "fit_uses_detector", True):
+            fitted_on = {"engine": ENGINE_VERSION, "dataset": self.train.dataset.identity(), "seed": self.train.seed}
+            return content_key({"cell": "interpreter", "data": fitted_on, "explainer": self.explainer.identity()})
         return content_key({"cell": "interpreter", "train": self.train.key, "explainer": self.explainer.identity()})
 
     @cached_property
@@ -112,5 +116,6 @@ def expand(suite: Suite) -> tuple[list[TrainCell], list[EvaluateCell]]:
             for seed in suite.seeds:
                 t = TrainCell(ds, det, seed)
                 trains.append(t)
-                evals.extend(EvaluateCell(t, ex, suite.metrics, evaluate) for ex in suite.explainers)
+                evals.extend(EvaluateCell(t, ex, suite.metrics, evaluate) for ex in suite.explainers
+                             if ex.only_detectors is None or det.name in ex.only_detectors)
     return trains, evals

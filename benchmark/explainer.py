@@ -21,6 +21,9 @@ class Explainer:
     """Base class; `max_examples_per_forward` bounds memory (inputs per detector forward)."""
 
     trains: bool = False
+    # False for an interpreter whose training never looks at the detector (a codec learnt from the normal
+    # clips alone): it is then trained once per dataset and seed and shared by every detector
+    fit_uses_detector: bool = True
 
     def __init__(self, max_examples_per_forward: int | None = None) -> None:
         self.max_examples_per_forward = max_examples_per_forward

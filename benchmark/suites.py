@@ -15,7 +15,8 @@ A suite file::
     size = "smoke"
     [detectors.dense_ae]                     # detector params; `budget` is the training budget
     budget = { epochs = 5, patience = 3 }
-    [explainers.error_map]                   # explainer params; `budget` for trained interpreters
+    [explainers.error_map]                   # explainer params; `budget` for trained interpreters,
+    detectors = ["ae"]                       # `detectors` to run it on only these (default: all)
 
 Validation happens before anything is written: unknown plugins (with did-you-mean), unknown keys,
 parameters a plugin does not take, and malformed TOML all raise `BenchmarkError`.
@@ -49,6 +50,8 @@ class PluginConfig:
     name: str
     params: dict[str, Any] = field(default_factory=dict)
     budget: Budget | None = None
+    # an explainer limited to these detectors (suite key `detectors = [...]`); None = every detector
+    only_detectors: tuple[str, ...] | None = None
 
     @property
     def plugin(self) -> Plugin:
@@ -135,10 +138,21 @@ def _configs(kind: str, table: dict[str, Any], path: Path, *, trained: bool) -> 
         budget = None
         if trained:
             budget = _budget(params.pop("budget", {}), f"{path} [{kind}s.{name}]")
+        only = _only_detectors(params.pop("detectors"), f"{path} [{kind}s.{name}]") \
+            if kind == "explainer" and "detectors" in params else None
         plugin = registry(kind).get(name)
         _check_params(plugin, params, path)
-        out.append(PluginConfig(kind, name, params, budget))
+        out.append(PluginConfig(kind, name, params, budget, only))
     return out
+
+
+def _only_detectors(names: Any, where: str) -> tuple[str, ...]:
+    """An explainer's `detectors = [...]` list: registered detector names."""
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise BenchmarkError(f"{where}: detectors must be a non-empty list of detector names")
+    for n in names:
+        registry("detector").get(n)  # unknown -> did-you-mean error
+    return tuple(names)
 
 
 def _metric_configs(spec: Any, overrides: dict[str, Any], path: Path) -> list[PluginConfig]:

@@ -34,8 +34,13 @@ def seed_everything(seed: int) -> None:
 
 
 def group_index(meta: list[dict[str, Any]]) -> tuple[torch.Tensor, list[str]]:
-    """Machine/section class of every clip, `[N]` long, and the sorted class names."""
-    names = [f"{m.get('machine', '')}/{m.get('section', '')}" for m in meta]
+    """Machine/section class of every clip, `[N]` long, and the sorted class names.
+
+    A clip whose attributes name a recording `group` (the planer's board sizes) is classed by machine,
+    section and group, so a one-machine dataset still gives an auxiliary classifier something to learn.
+    """
+    names = [f"{m.get('machine', '')}/{m.get('section', '')}"
+             + (f"/{m['attributes']['group']}" if (m.get("attributes") or {}).get("group") else "") for m in meta]
     classes = sorted(set(names))
     lookup = {c: i for i, c in enumerate(classes)}
     return torch.tensor([lookup[n] for n in names], dtype=torch.long), classes

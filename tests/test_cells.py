@@ -100,3 +100,41 @@ def test_inapplicable_explainer_gets_a_reason():
     assert inapplicable(error_map, PluginConfig("detector", "test-template"), set()) is None
     reason = inapplicable(error_map, PluginConfig("detector", "test-scorer"), set())
     assert reason == "error_map needs reconstruction but detector test-scorer lacks capability 'reconstructs'"
+
+
+def test_an_explainer_can_be_limited_to_some_detectors(tmp_path):
+    text = SUITE.replace("[explainers.random]", "[detectors.test-scorer]\n[explainers.random]\ndetectors = [\"test-scorer\"]")
+    trains, evals = expand(load_suite(str(write(tmp_path, text))))
+    pairs = [(e.train.detector.name, e.explainer.name) for e in evals if e.train.seed == 0]
+    assert pairs == [("test-template", "error_map"), ("test-scorer", "error_map"), ("test-scorer", "random")]
+    # the limit says where a cell runs, not what it computes: the shared cell keeps its key
+    _, unlimited = expand(load_suite(str(write(tmp_path, text.replace('detectors = ["test-scorer"]', "")))))
+    keyed = {(e.train.detector.name, e.explainer.name, e.train.seed): e.key for e in unlimited}
+    assert all(keyed[(e.train.detector.name, e.explainer.name, e.train.seed)] == e.key for e in evals)
+    with pytest.raises(UnknownPluginError, match="test-scorr"):
+        load_suite(str(write(tmp_path, text.replace('["test-scorer"]', '["test-scorr"]'))))
+    with pytest.raises(BenchmarkError, match="non-empty list"):
+        load_suite(str(write(tmp_path, text.replace('["test-scorer"]', '"test-scorer"'))))
+
+
+def test_an_interpreter_learnt_without_the_detector_is_shared_by_every_detector(tmp_path):
+    text = SUITE.replace("[explainers.random]", "[detectors.test-scorer]\n[explainers.encodec_latent]")
+    _, evals = expand(load_suite(str(write(tmp_path, text))))
+    codec = {(e.train.detector.name, e.train.seed): e.interpreter_key for e in evals
+             if e.explainer.name == "encodec_latent"}
+    assert codec[("test-template", 0)] == codec[("test-scorer", 0)] != codec[("test-template", 1)]
+    lmac = SUITE.replace("[explainers.random]", "[detectors.test-scorer]\n[explainers.lmac]")
+    _, evals = expand(load_suite(str(write(tmp_path, lmac))))
+    keys = {e.train.detector.name: e.interpreter_key for e in evals if e.explainer.name == "lmac" and e.train.seed == 0}
+    assert keys["test-template"] != keys["test-scorer"]
+
+
+def test_training_groups_are_machine_section_and_recording_group():
+    from benchmark.workspace import group_index
+    meta = [{"machine": "fan", "section": "00"}, {"machine": "pump", "section": "00", "attributes": {"speed": "3"}},
+            {"machine": "planer", "section": "00", "attributes": {"group": "2x6"}},
+            {"machine": "planer", "section": "00", "attributes": {"group": "2x3"}},
+            {"machine": "fan", "section": "00", "attributes": {}}]
+    index, classes = group_index(meta)
+    assert classes == ["fan/00", "planer/00/2x3", "planer/00/2x6", "pump/00"]
+    assert index.tolist() == [0, 3, 2, 1, 0]

@@ -60,6 +60,7 @@ class EncodecLatent(Explainer):
     normal training clips. `internal_batch_size` (Captum's name) = `max_examples_per_forward`."""
 
     trains = True
+    fit_uses_detector = False  # the codec learns the normal clips alone: one per dataset and seed
 
     def __init__(self, keep: float = 0.21, n_steps: int = 50, method: str = "gausslegendre", baseline: str = "zeros",
                  pretrained: str | None = None, n_filters: int = 4, lstm: int = 1, noise_db: float = -20.0,
@@ -88,7 +89,7 @@ class EncodecLatent(Explainer):
         if self.codec is not None:
             self.codec.to(device).eval().requires_grad_(False)
 
-    # --- the codec and the fill noise, learned once per (dataset, detector, seed) ---------------------
+    # --- the codec and the fill noise, learned once per (dataset, seed) and shared by every detector -----
     def fit(self, detector: Detector, train: ClipTable, *, seed: int, budget: Budget) -> dict[str, Any]:
         if train.waveform is None:
             raise BenchmarkError("encodec_latent needs waveforms of the normal training clips; this dataset has "
