@@ -103,8 +103,9 @@ def test_inapplicable_explainer_gets_a_reason():
 
 
 def test_an_explainer_can_be_limited_to_some_detectors(tmp_path):
-    text = SUITE.replace("[explainers.random]", "[detectors.test-scorer]\n[explainers.random]\ndetectors = [\"test-scorer\"]")
-    trains, evals = expand(load_suite(str(write(tmp_path, text))))
+    text = SUITE.replace("[explainers.random]",
+                         '[detectors.test-scorer]\n[explainers.random]\ndetectors = ["test-scorer"]')
+    _, evals = expand(load_suite(str(write(tmp_path, text))))
     pairs = [(e.train.detector.name, e.explainer.name) for e in evals if e.train.seed == 0]
     assert pairs == [("test-template", "error_map"), ("test-scorer", "error_map"), ("test-scorer", "random")]
     # the limit says where a cell runs, not what it computes: the shared cell keeps its key
