@@ -136,7 +136,9 @@ def test_mask_coverage_and_families_across_machines():
     families = {rec.family for r in rendered for rec in r.records}
     assert families == SIX_FAMILIES
     durations = [rec.event.offset_s - rec.event.onset_s for r in rendered for rec in r.records]
-    assert min(durations) >= 0.2 - 1e-9 and 1.0 <= float(np.median(durations)) <= 3.0
+    # log-normal around the recipe's median, cut to the 4-s clips
+    median_s = float(ds.recipe["anomalies"]["duration_median_s"])
+    assert min(durations) >= 0.2 - 1e-9 and 0.5 * median_s <= float(np.median(durations)) <= min(1.5 * median_s, 4.0)
 
 
 def test_planer_mask_is_exact_not_rounded(tiny_planer_clips):
@@ -158,11 +160,14 @@ def test_difficulty_scales_the_same_draw():
         a, b = easy.render(plan), hard.render(plan)
         # a hard change of the machine's own sound that dominates no bin is drawn again; every other draw
         # (family, times) is the same at both difficulties, and its change shrinks with difficulty
-        if [(r.family, r.event.onset_s) for r in a.records] == [(r.family, r.event.onset_s) for r in b.records]:
+        # (a speed shift is left out: a large and a small one both decorrelate the harmonics over an event of
+        # seconds, so the energy of the difference saturates rather than shrinking)
+        if [(r.family, r.event.onset_s) for r in a.records] == [(r.family, r.event.onset_s) for r in b.records] \
+                and all(r.family != "speed_shift" for r in a.records):
             same += 1
             assert a.clip.anomaly.square().sum() > b.clip.anomaly.square().sum()
             assert all(x.amr_db > y.amr_db for x, y in zip(a.records, b.records, strict=True))
-    assert same >= 3
+    assert same >= 2
 
 
 def _zmax_auc(ds) -> float:
@@ -200,7 +205,7 @@ def test_recipe_and_parameter_errors(tmp_path):
         make("dataset", "synthetic-machines", recipe=str(broken))
     source = Path(__file__).resolve().parents[1] / "tasks" / "datasets" / "synthetic-machines.toml"
     custom = tmp_path / "custom.toml"
-    custom.write_text(source.read_text().replace('dropout = [4.0, 0.08]', 'rattle = [1.0, 0.1]'))
+    custom.write_text(source.read_text().replace('dropout = [8.0, 0.08]', 'rattle = [1.0, 0.1]'))
     with pytest.raises(DataError, match="unknown anomaly family 'rattle'"):
         make("dataset", "synthetic-machines", recipe=str(custom), size="tiny")
     with pytest.raises(DataError, match="unknown machine type.*blender"):

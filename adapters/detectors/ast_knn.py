@@ -39,6 +39,15 @@ def _fork_devices(device: torch.device) -> list[torch.device]:
     return [device] if device.type == "cuda" else []
 
 
+def shift_mels(x: torch.Tensor, shift: int) -> torch.Tensor:
+    """`x: [B, 1, F, T]` moved `shift` mel bins up (positive) or down, the edge band repeated."""
+    if shift == 0:
+        return x
+    n = x.shape[-2]
+    rows = (torch.arange(n, device=x.device) - shift).clamp(0, n - 1)
+    return x[..., rows, :]
+
+
 def _fbank_normalisation(folder: Path) -> tuple[float, float, bool]:
     """(mean, std, do_normalize) of the checkpoint's feature extractor."""
     path = folder / "preprocessor_config.json"
@@ -54,13 +63,17 @@ def _fbank_normalisation(folder: Path) -> tuple[float, float, bool]:
     version=1,
     capabilities={"embeds", "layers"},
     defaults={"k": 1, "metric": "cosine", "hidden_size": 192, "num_layers": 4, "num_heads": 3, "patch": 16,
-              "lr": None, "weight_decay": 0.01, "pretrained": None},
+              "lr": None, "weight_decay": 0.01, "mel_shifts": [0], "pretrained": None},
 )
 class ASTKNN(Detector):
     """AST embedding + kNN memory bank.
 
     `lr` defaults to 5e-4 from scratch and 1e-5 (the paper's fine-tuning rate) for `pretrained=DIR`,
     whose checkpoint also fixes the architecture (`hidden_size`, `num_layers`, `num_heads`, `patch` unused).
+    `mel_shifts`: self-supervised classes added to the auxiliary task — every training clip is also shown
+    shifted by each of these many mel bins (edges repeated) and the head tells (group, shift) apart, so
+    the embedding has to keep where the spectral lines sit (a speed change, a new tone), not only which
+    machine it hears. `[0]` = the plain machine/section task.
     Buffers: `input_mean`, `input_std` `[1, 1, F, 1]`; `bank` `[N, D]` embeddings; `bank_logmel`
     `[N, 1, F, T]` float16 log-mels of the same clips (for `reference`); the bank takes its size from
     the checkpoint being loaded.
@@ -68,13 +81,18 @@ class ASTKNN(Detector):
 
     def __init__(self, k: int = 1, metric: str = "cosine", hidden_size: int = 192, num_layers: int = 4,
                  num_heads: int = 3, patch: int = 16, lr: float | None = None, weight_decay: float = 0.01,
-                 pretrained: str | None = None):
+                 mel_shifts: list[int] | tuple[int, ...] = (0,), pretrained: str | None = None):
         super().__init__()
         if metric not in METRICS:
             raise BenchmarkError(f"ast_knn metric {metric!r} is unknown: use one of {', '.join(METRICS)}")
         if k < 1:
             raise BenchmarkError(f"ast_knn k={k}: the number of nearest neighbours must be at least 1")
+        shifts = tuple(int(s) for s in mel_shifts)
+        if not shifts or len(set(shifts)) != len(shifts) or 0 not in shifts:
+            raise BenchmarkError(f"ast_knn mel_shifts={list(mel_shifts)}: give distinct mel-bin shifts including 0, "
+                                 "e.g. [0, -4, 4]")
         self.k, self.metric, self.patch, self.weight_decay = k, metric, patch, weight_decay
+        self.mel_shifts = shifts
         self.hidden_size, self.num_layers, self.num_heads = hidden_size, num_layers, num_heads
         self.pretrained = Path(pretrained) if pretrained else None
         self.lr = lr if lr is not None else (1e-5 if pretrained else 5e-4)
@@ -125,7 +143,7 @@ class ASTKNN(Detector):
     def _new_head(self) -> nn.Module:
         cfg = self.ast.config
         return nn.Sequential(nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps),
-                             nn.Linear(cfg.hidden_size, max(1, self.n_groups)))
+                             nn.Linear(cfg.hidden_size, max(1, self.n_groups) * len(self.mel_shifts)))
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         # the memory bank's length is the number of training clips: take it from the checkpoint
@@ -203,7 +221,7 @@ class ASTKNN(Detector):
                 from transformers import ASTModel
                 self.ast = ASTModel(self.ast.config).to(device)
             self.head = self._new_head().to(device)
-            if self.n_groups < 2:
+            if self.n_groups * len(self.mel_shifts) < 2:
                 info = {"epochs": 0, "best_val_loss": None, "capped_by_time": False, "train_seconds": 0.0,
                         "skipped": "a single machine/section group leaves the auxiliary classifier nothing to "
                                    "learn: the memory bank holds the untrained embeddings"}
@@ -228,8 +246,10 @@ class ASTKNN(Detector):
 
         def loss_fn(index: torch.Tensor) -> torch.Tensor:
             index = index.cpu()
-            logits = self.head(self.embed(clips[index].to(device)))
-            return F.cross_entropy(logits, groups[index].to(device))
+            x, y = clips[index].to(device), groups[index].to(device)
+            views = torch.cat([shift_mels(x, s) for s in self.mel_shifts])
+            labels = torch.cat([y * len(self.mel_shifts) + i for i in range(len(self.mel_shifts))])
+            return F.cross_entropy(self.head(self.embed(views)), labels)
 
         optimizer = torch.optim.AdamW(classifier.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         # train_epochs draws batches from these index tensors; loss_fn looks the clips and groups up

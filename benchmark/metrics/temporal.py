@@ -76,17 +76,41 @@ def _runs(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     return starts[:, 0], starts[:, 1], ends[:, 1]
 
 
+def close_gaps(active: torch.Tensor, window: int) -> torch.Tensor:
+    """Frame activity with every gap shorter than `window` frames between two active runs filled (a
+    morphological closing: dilation then erosion over `window` frames, odd), the usual joining of an
+    event's fragments before events are read off it (dcase_util's minimum event gap): `[..., T]` bool ->
+    same. Runs never grow past their outer ends; `window` <= 1 returns the input."""
+    if window <= 1:
+        return active
+    if window % 2 == 0:
+        raise ValueError(f"gap-closing window {window} must be odd")
+    flat = active.reshape(-1, 1, active.shape[-1]).float()
+    # the clip's edge frames repeated outward, so that the edges neither start nor end a gap
+    padded = torch.nn.functional.pad(flat, (window - 1, window - 1), mode="replicate")
+    pool = torch.nn.functional.max_pool1d
+    closed = -pool(-pool(padded, window, stride=1), window, stride=1)
+    return (closed > 0.5).reshape(active.shape)
+
+
+def gap_window(min_gap_s: float, frames_per_second: float) -> int:
+    """The odd number of frames that closes gaps up to `min_gap_s` seconds (1 = none closed)."""
+    n = int(round(min_gap_s * frames_per_second))
+    return n + 1 if n % 2 == 0 else n + 2
+
+
 def event_f1(attribution: torch.Tensor, frame_labels: torch.Tensor, *, frames_per_second: float,
              percentiles: Sequence[int] = PERCENTILES, collar_s: float = 0.2,
-             offset_fraction: float = 0.5) -> torch.Tensor:
+             offset_fraction: float = 0.5, min_gap_s: float = 0.0) -> torch.Tensor:
     """Event-based F1 with sed_eval's definitions, per clip and percentile: `[B, F, T], [B, T] -> [P, B]`.
 
-    Estimated events are runs of peak frames, reference events runs of annotated frames. An estimated
-    event hits a reference event when |onset difference| <= collar and |offset difference| <=
-    max(collar, offset_fraction * reference length) (sed_eval's `t_collar`, `percentage_of_length`);
-    hits are paired one-to-one by a maximum bipartite matching (sed_eval's "optimal" matching).
+    Estimated events are runs of peak frames (gaps up to `min_gap_s` seconds between them filled, 0 =
+    none), reference events runs of annotated frames. An estimated event hits a reference
+    event when |onset difference| <= collar and |offset difference| <= max(collar, offset_fraction *
+    reference length) (sed_eval's `t_collar`, `percentage_of_length`); hits are paired one-to-one by a
+    maximum bipartite matching (sed_eval's "optimal" matching).
     """
-    estimated = peak_frames(attribution, percentiles)
+    estimated = close_gaps(peak_frames(attribution, percentiles), gap_window(min_gap_s, frames_per_second))
     return event_f1_from_frames(estimated, frame_labels.bool(), frames_per_second=frames_per_second,
                                 collar_s=collar_s, offset_fraction=offset_fraction)
 
@@ -151,12 +175,15 @@ def chunk_f1_metric(ctx: MetricContext) -> MetricResult:
 
 
 @metrics.register("event_f1", summary="event-based F1 (sed_eval definitions, 200 ms onset collar, offset within "
-                  "max(collar, 50 % of the event)) of runs of peak frames against annotated events",
-                  version=1, needs={"intervals"}, family="temporal", higher_is_better=True, params="percentile",
-                  defaults={"collar_s": 0.2, "offset_fraction": 0.5})
-def event_f1_metric(ctx: MetricContext, *, collar_s: float = 0.2, offset_fraction: float = 0.5) -> MetricResult:
+                  "max(collar, 50 % of the event)) of runs of peak frames, gaps up to 0.5 s joined, against "
+                  "annotated events",
+                  version=2, needs={"intervals"}, family="temporal", higher_is_better=True, params="percentile",
+                  defaults={"collar_s": 0.2, "offset_fraction": 0.5, "min_gap_s": 0.5})
+def event_f1_metric(ctx: MetricContext, *, collar_s: float = 0.2, offset_fraction: float = 0.5,
+                    min_gap_s: float = 0.5) -> MetricResult:
+    # unjoined, a map's peaks are runs of a frame or two scattered over the event: none meets the collar
     values = event_f1(ctx.explanation.attribution, ctx.batch.frame_labels,
                       frames_per_second=ctx.spec.frames_per_second, percentiles=ctx.percentiles,
-                      collar_s=collar_s, offset_fraction=offset_fraction)
+                      collar_s=collar_s, offset_fraction=offset_fraction, min_gap_s=min_gap_s)
     return MetricResult(values=by_percentile(ctx.percentiles, values),
                         chance=frame_label_fraction(ctx.batch.frame_labels))
