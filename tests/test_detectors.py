@@ -248,7 +248,7 @@ def test_training_steps_lower_the_loss(name):
 
 # --- AST + kNN ----------------------------------------------------------------------------------
 def test_ast_classifier_training_lowers_cross_entropy():
-    det = detectors.make("ast_knn", hidden_size=32, num_layers=1, num_heads=2)
+    det = detectors.make("ast_knn", hidden_size=32, num_layers=1, num_heads=2, mel_shifts=[0])
     det.build(SMALL, 2)
     train, groups = two_machines(32, SMALL, seed=0)
     val, val_groups = two_machines(8, SMALL, seed=1)
@@ -272,7 +272,7 @@ def test_ast_knn_gradient_reaches_the_input(metric):
 
 
 def test_ast_knn_reference_is_the_nearest_training_clip_and_k_averages():
-    det = fitted("ast_knn", metric="euclidean")
+    det = fitted("ast_knn", metric="euclidean", pooling="clip")
     train = smooth_logmels(8, SMALL, seed=1)
     with torch.no_grad():
         assert torch.equal(det.reference(train[[5, 2]]), train[[5, 2]].half().float())
@@ -283,8 +283,57 @@ def test_ast_knn_reference_is_the_nearest_training_clip_and_k_averages():
         assert torch.allclose(det.score(x), d.sort(dim=1).values[:, :3].mean(dim=1))
 
 
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_ast_knn_patch_score_against_a_loop_over_tokens(metric):
+    det = fitted("ast_knn", metric=metric, k=2, top_fraction=0.25)
+    train = smooth_logmels(8, SMALL, seed=1)
+    x = smooth_logmels(3, SMALL, seed=9)
+    with torch.no_grad():
+        bank, tokens = det.patch_tokens(train), det.patch_tokens(x)  # [N, R, C, D], [B, R, C, D]
+        got = det.score(x)
+    rows, cols = det.patch_grid
+    want = []
+    for b in range(len(x)):
+        per_token = []
+        for r in range(rows):
+            normal = bank[:, r].reshape(-1, bank.shape[-1]).double()
+            for c in range(cols):
+                t = tokens[b, r, c].double()
+                d = (1 - torch.nn.functional.cosine_similarity(normal, t[None], dim=1)) if metric == "cosine" \
+                    else (normal - t).norm(dim=1)
+                per_token.append(float(d.sort().values[:2].mean()))
+        top = sorted(per_token, reverse=True)[: math.ceil(0.25 * rows * cols)]
+        want.append(sum(top) / len(top))
+    assert got.tolist() == pytest.approx(want, rel=1e-4, abs=1e-5)
+    with torch.no_grad():  # a training clip sits in the bank: each of its tokens is at distance 0 with k = 1
+        det.k = 1
+        assert det.score(train[:2]).abs().max() < 1e-3
+
+
+def test_ast_mel_shift_classes():
+    from adapters.detectors.ast_knn import shift_mels
+    x = torch.arange(5.0).reshape(1, 1, 5, 1).expand(1, 1, 5, 3)
+    assert shift_mels(x, 2)[0, 0, :, 0].tolist() == [0, 0, 0, 1, 2]
+    assert shift_mels(x, -1)[0, 0, :, 0].tolist() == [1, 2, 3, 4, 4]
+    assert shift_mels(x, 0) is x
+    det = detectors.make("ast_knn", hidden_size=32, num_layers=1, num_heads=2, mel_shifts=[0, -2, 2])
+    det.build(SMALL, 1)
+    assert det.head[-1].out_features == 3  # one group x three shifts: a single machine still trains
+    train = smooth_logmels(8, SMALL, seed=1)
+    info = det.fit(train[:6], train[6:], train_groups=torch.zeros(6, dtype=torch.long),
+                   val_groups=torch.zeros(2, dtype=torch.long), seed=0, budget=TINY_BUDGET)
+    assert info["epochs"] >= 1
+    for bad in ([1, 2], [0, 0], []):
+        with pytest.raises(BenchmarkError, match="mel_shifts"):
+            detectors.make("ast_knn", mel_shifts=bad)
+    with pytest.raises(BenchmarkError, match="pooling"):
+        detectors.make("ast_knn", pooling="max")
+    with pytest.raises(BenchmarkError, match="top_fraction"):
+        detectors.make("ast_knn", top_fraction=0.0)
+
+
 def test_ast_knn_single_group_keeps_the_initial_embeddings():
-    det = detectors.make("ast_knn", hidden_size=32, num_layers=1, num_heads=2)
+    det = detectors.make("ast_knn", hidden_size=32, num_layers=1, num_heads=2, mel_shifts=[0])
     det.build(SMALL, 1)
     train = smooth_logmels(6, SMALL, seed=1)
     messages = []

@@ -2,8 +2,16 @@
 
 The AST (`transformers.ASTModel`) learns the auxiliary task of classifying the machine/section group
 of normal training clips (cross-entropy on a LayerNorm + Linear head over the pooled output). Its
-pre-logit embeddings of the normal training clips form a torch memory bank; the anomaly score is the
-mean distance to the k nearest bank entries, so gradients flow from the score to the input log-mel.
+embeddings of the normal training clips form torch memory banks, so gradients flow from the score to
+the input log-mel:
+
+- `pooling="clip"`: the pre-logit (pooled) embedding of a clip; score = mean distance to the k nearest
+  clip embeddings of the bank (the ASD paper's AST + kNN).
+- `pooling="patch"` (default): the last layer's patch tokens; each token's distance to the k nearest
+  normal tokens of the same frequency row (any time), the score = mean over the `top_fraction` most
+  distant tokens (PatchCore-style). An anomaly of two seconds in one band moves a few tokens and hardly
+  the pooled vector: on the quick synthetic data the patch score reaches AUC 0.94 on the planer where
+  the clip score stays at 0.67 (same network, seed 0).
 
 Input adaptation happens inside, differentiably: the canonical log-mel is standardised per mel band
 with training statistics (buffers), then either zero-padded to whole 16x16 patches (a small AST
@@ -31,6 +39,7 @@ if TYPE_CHECKING:  # transformers costs seconds at import: loaded where a model 
     from transformers import ASTConfig, ASTModel
 
 METRICS = ("cosine", "euclidean")
+POOLINGS = ("patch", "clip")
 # ASTFeatureExtractor's AudioSet statistics, used when a checkpoint ships no preprocessor_config.json
 AUDIOSET_FBANK_MEAN, AUDIOSET_FBANK_STD = -4.2677393, 4.5689974
 
@@ -58,12 +67,13 @@ def _fbank_normalisation(folder: Path) -> tuple[float, float, bool]:
 
 @detectors.register(
     "ast_knn",
-    summary="AST trained on machine+section classification of normal clips; score = mean distance of its "
-            "embedding to the k nearest normal training embeddings (cosine by default)",
-    version=1,
+    summary="AST trained on machine+section (and mel-shift) classification of normal clips; score = distance of "
+            "its patch tokens (or pooled embedding) to the k nearest normal training ones (cosine by default)",
+    version=2,
     capabilities={"embeds", "layers"},
-    defaults={"k": 1, "metric": "cosine", "hidden_size": 192, "num_layers": 4, "num_heads": 3, "patch": 16,
-              "lr": None, "weight_decay": 0.01, "mel_shifts": [0], "pretrained": None},
+    defaults={"k": 1, "metric": "cosine", "pooling": "patch", "top_fraction": 0.1, "hidden_size": 192,
+              "num_layers": 4, "num_heads": 3, "patch": 16, "lr": None, "weight_decay": 0.01,
+              "mel_shifts": [0, -4, 4], "pretrained": None},
 )
 class ASTKNN(Detector):
     """AST embedding + kNN memory bank.
@@ -74,17 +84,24 @@ class ASTKNN(Detector):
     shifted by each of these many mel bins (edges repeated) and the head tells (group, shift) apart, so
     the embedding has to keep where the spectral lines sit (a speed change, a new tone), not only which
     machine it hears. `[0]` = the plain machine/section task.
-    Buffers: `input_mean`, `input_std` `[1, 1, F, 1]`; `bank` `[N, D]` embeddings; `bank_logmel`
-    `[N, 1, F, T]` float16 log-mels of the same clips (for `reference`); the bank takes its size from
-    the checkpoint being loaded.
+    Buffers: `input_mean`, `input_std` `[1, 1, F, 1]`; `bank` `[N, D]` pooled embeddings (the clip score
+    and `reference`); `patch_bank` `[R, N*C, D]` last-layer tokens per frequency row (R rows, C time
+    columns of patches; unit length for the cosine metric); `bank_logmel` `[N, 1, F, T]` float16 log-mels
+    of the same clips (for `reference`); the banks take their sizes from the checkpoint being loaded.
     """
 
-    def __init__(self, k: int = 1, metric: str = "cosine", hidden_size: int = 192, num_layers: int = 4,
-                 num_heads: int = 3, patch: int = 16, lr: float | None = None, weight_decay: float = 0.01,
-                 mel_shifts: list[int] | tuple[int, ...] = (0,), pretrained: str | None = None):
+    def __init__(self, k: int = 1, metric: str = "cosine", pooling: str = "patch", top_fraction: float = 0.1,
+                 hidden_size: int = 192, num_layers: int = 4, num_heads: int = 3, patch: int = 16,
+                 lr: float | None = None, weight_decay: float = 0.01,
+                 mel_shifts: list[int] | tuple[int, ...] = (0, -4, 4), pretrained: str | None = None):
         super().__init__()
         if metric not in METRICS:
             raise BenchmarkError(f"ast_knn metric {metric!r} is unknown: use one of {', '.join(METRICS)}")
+        if pooling not in POOLINGS:
+            raise BenchmarkError(f"ast_knn pooling {pooling!r} is unknown: use one of {', '.join(POOLINGS)}")
+        if not 0.0 < top_fraction <= 1.0:
+            raise BenchmarkError(f"ast_knn top_fraction={top_fraction}: give the share of patch tokens to average, "
+                                 "in (0, 1]")
         if k < 1:
             raise BenchmarkError(f"ast_knn k={k}: the number of nearest neighbours must be at least 1")
         shifts = tuple(int(s) for s in mel_shifts)
@@ -93,6 +110,7 @@ class ASTKNN(Detector):
                                  "e.g. [0, -4, 4]")
         self.k, self.metric, self.patch, self.weight_decay = k, metric, patch, weight_decay
         self.mel_shifts = shifts
+        self.pooling, self.top_fraction = pooling, top_fraction
         self.hidden_size, self.num_layers, self.num_heads = hidden_size, num_layers, num_heads
         self.pretrained = Path(pretrained) if pretrained else None
         self.lr = lr if lr is not None else (1e-5 if pretrained else 5e-4)
@@ -101,6 +119,7 @@ class ASTKNN(Detector):
         self.register_buffer("input_mean", torch.zeros(0))
         self.register_buffer("input_std", torch.ones(0))
         self.register_buffer("bank", torch.zeros(0, 0))
+        self.register_buffer("patch_bank", torch.zeros(0, 0, 0))
         self.register_buffer("bank_logmel", torch.zeros(0, dtype=torch.float16))
 
     # --- construction -------------------------------------------------------------------------
@@ -119,6 +138,7 @@ class ASTKNN(Detector):
         self.input_mean = torch.zeros(1, 1, grid[0], 1, device=device)
         self.input_std = torch.ones(1, 1, grid[0], 1, device=device)
         self.bank = torch.zeros(0, self.ast.config.hidden_size, device=device)
+        self.patch_bank = torch.zeros(self.patch_grid[0], 0, self.ast.config.hidden_size, device=device)
         self.bank_logmel = torch.zeros(0, 1, *grid, dtype=torch.float16, device=device)
 
     def _scratch_config(self) -> ASTConfig:
@@ -147,7 +167,7 @@ class ASTKNN(Detector):
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         # the memory bank's length is the number of training clips: take it from the checkpoint
-        for name in ("bank", "bank_logmel"):
+        for name in ("bank", "patch_bank", "bank_logmel"):
             saved = state_dict.get(prefix + name)
             if saved is not None:
                 setattr(self, name, torch.empty_like(saved, device=getattr(self, name).device))
@@ -173,19 +193,50 @@ class ASTKNN(Detector):
         """Pre-logit embedding `[B, D]` (the AST's pooled output) of `x: [B, 1, F, T]`."""
         return self.ast(input_values=self.ast_input(x)).pooler_output
 
-    def distances(self, x: torch.Tensor) -> torch.Tensor:
-        """Distance `[B, N]` of every clip to every bank entry."""
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        """(rows, columns) of the patch tokens: frequency by time."""
+        return tuple(self.ast.embeddings.get_shape(self.ast.config))
+
+    def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Last-layer patch tokens `[B, R, C, D]` of `x: [B, 1, F, T]` (the two summary tokens dropped)."""
+        tokens = self.ast(input_values=self.ast_input(x)).last_hidden_state[:, 2:]
+        return tokens.reshape(len(x), *self.patch_grid, -1)
+
+    def _pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Distances `[..., M, N]` between rows of `a: [..., M, D]` and `b: [..., N, D]` (b already unit
+        length for the cosine metric)."""
+        if self.metric == "cosine":
+            return 1.0 - F.normalize(a, dim=-1) @ b.transpose(-1, -2)
+        # the direct (not matrix-product) form is exact at distance 0, where its gradient is 0, not NaN
+        return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
+
+    def _check_bank(self) -> None:
         if len(self.bank) == 0:
             raise BenchmarkError("ast_knn has an empty memory bank: fit it or load a trained checkpoint first")
-        e = self.embed(x)
-        if self.metric == "cosine":
-            return 1.0 - F.normalize(e, dim=1) @ F.normalize(self.bank, dim=1).T
-        # the direct (not matrix-product) form is exact at distance 0, where its gradient is 0, not NaN
-        return torch.cdist(e, self.bank, compute_mode="donot_use_mm_for_euclid_dist")
+
+    def distances(self, x: torch.Tensor) -> torch.Tensor:
+        """Distance `[B, N]` of every clip's pooled embedding to every clip of the bank."""
+        self._check_bank()
+        bank = F.normalize(self.bank, dim=1) if self.metric == "cosine" else self.bank
+        return self._pairwise(self.embed(x), bank)
+
+    def patch_distances(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean distance `[B, R, C]` of every patch token to its k nearest bank tokens of the same row."""
+        self._check_bank()
+        tokens = self.patch_tokens(x)  # [B, R, C, D]
+        rows = tokens.permute(1, 0, 2, 3).flatten(1, 2)  # [R, B*C, D]
+        d = self._pairwise(rows, self.patch_bank)  # [R, B*C, N*C]
+        nearest = d.topk(min(self.k, d.shape[-1]), dim=-1, largest=False).values.mean(dim=-1)
+        return nearest.reshape(len(self.patch_bank), len(x), -1).permute(1, 0, 2)
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
-        d = self.distances(x)
-        return d.topk(min(self.k, d.shape[1]), dim=1, largest=False).values.mean(dim=1)
+        if self.pooling == "clip":
+            d = self.distances(x)
+            return d.topk(min(self.k, d.shape[1]), dim=1, largest=False).values.mean(dim=1)
+        d = self.patch_distances(x).flatten(1)
+        top = max(1, math.ceil(self.top_fraction * d.shape[1]))
+        return d.topk(top, dim=1).values.mean(dim=1)
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
         """The log-mel `[B, 1, F, T]` of each clip's nearest normal training clip."""
@@ -223,8 +274,8 @@ class ASTKNN(Detector):
             self.head = self._new_head().to(device)
             if self.n_groups * len(self.mel_shifts) < 2:
                 info = {"epochs": 0, "best_val_loss": None, "capped_by_time": False, "train_seconds": 0.0,
-                        "skipped": "a single machine/section group leaves the auxiliary classifier nothing to "
-                                   "learn: the memory bank holds the untrained embeddings"}
+                        "skipped": "a single machine/section group and no mel shifts leave the auxiliary "
+                                   "classifier nothing to learn: the memory bank holds the untrained embeddings"}
                 if progress:
                     progress(f"ast_knn: {info['skipped']}")
             else:
@@ -260,6 +311,12 @@ class ASTKNN(Detector):
         device = self.tau.device
         self.eval()
         with torch.no_grad():
-            self.bank = torch.cat([self.embed(train[i:i + batch_size].to(device))
-                                   for i in range(0, len(train), batch_size)])
+            pooled, tokens = [], []
+            for i in range(0, len(train), batch_size):
+                out = self.ast(input_values=self.ast_input(train[i:i + batch_size].to(device)))
+                pooled.append(out.pooler_output)
+                tokens.append(out.last_hidden_state[:, 2:].reshape(len(out.pooler_output), *self.patch_grid, -1))
+            self.bank = torch.cat(pooled)
+            patches = torch.cat(tokens).permute(1, 0, 2, 3).flatten(1, 2)  # [R, N*C, D]
+            self.patch_bank = F.normalize(patches, dim=-1) if self.metric == "cosine" else patches
         self.bank_logmel = train.to(device=device, dtype=torch.float16)
