@@ -172,13 +172,14 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
 
 def _metric_rows(base: list[dict], sub: list[int], name: str, result: MetricResult) -> list[dict]:
     rows: list[dict] = []
-    chance = None if result.chance is None else result.chance.detach().double().cpu()
     for param, values in result.values.items():
         v = values.detach().double().cpu()
         if v.shape != (len(sub),):
             raise CellFailure(f"metric {name}[{param}] returned shape {tuple(v.shape)}, want ({len(sub)},)")
         if not torch.isfinite(v).all():
             raise CellFailure(f"metric {name}[{param}] returned non-finite values")
+        chance = result.chance.get(param) if isinstance(result.chance, dict) else result.chance
+        chance = None if chance is None else chance.detach().double().cpu()
         for j, i in enumerate(sub):
             rows.append({**base[i], "metric": name, "param": str(param), "value": float(v[j]),
                          "chance": float(chance[j]) if chance is not None else float("nan")})

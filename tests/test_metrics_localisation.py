@@ -132,3 +132,19 @@ def test_time_only_form_uses_the_frequency_summed_curve():
     got = pixel_auroc(curve, labels)
     for i in range(2):
         assert got[i].item() == pytest.approx(roc_auc_score(labels[i].numpy(), a[i].double().sum(0).numpy()))
+
+
+def test_iou_chance_is_the_mean_iou_of_maps_that_ignore_the_truth():
+    from benchmark.metrics.localisation import iou_at_percentile, iou_chance
+    g = torch.Generator().manual_seed(11)
+    truth = torch.zeros(2, 20, 50, dtype=torch.bool)
+    truth[0, 3:9, 10:30] = True   # 12 % of the bins
+    truth[1, :, 40:50] = True     # 20 %
+    percentiles = [90, 95, 99]
+    draws = torch.rand(400, 2, 20, 50, generator=g)
+    simulated = torch.stack([iou_at_percentile(d, truth, percentiles) for d in draws]).mean(0)
+    want = iou_chance(truth, percentiles)
+    assert want.shape == (3, 2)
+    assert torch.allclose(want, simulated, atol=0.004)
+    # a map that ignores the truth scores far below the area fraction the chance column used to hold
+    assert (want[:, 0] < 0.12).all() and want[0, 0] == pytest.approx(0.12 * 100 / (100 + 120 - 12), abs=2e-3)

@@ -152,7 +152,12 @@ def test_every_metric_returns_finite_per_clip_values(name, context):
         assert values.shape == (4,), (name, label)
         assert torch.isfinite(values).all(), (name, label)
     if metrics.get(name).extra["family"] in {"localisation", "temporal"}:
-        assert result.chance is not None and result.chance.shape == (4,)
+        chance = result.chance
+        assert chance is not None
+        for level in (chance.values() if isinstance(chance, dict) else [chance]):
+            assert level.shape == (4,) and torch.isfinite(level).all(), name
+        if isinstance(chance, dict):
+            assert list(chance) == list(result.values), name
     if metrics.get(name).extra.get("params") == "percentile":
         assert list(result.values) == [str(p) for p in range(90, 100)]
     assert result.forward_passes >= 0 and result.backward_passes >= 0

@@ -187,3 +187,21 @@ def test_gap_closing_matches_scipy_and_joins_fragmented_peaks():
     raw = event_f1(attribution, labels, frames_per_second=fps, percentiles=[90])
     joined = event_f1(attribution, labels, frames_per_second=fps, percentiles=[90], min_gap_s=0.5)
     assert raw.item() == 0.0 and joined.item() == pytest.approx(1.0)
+
+
+def test_random_map_chance_of_chunk_f1():
+    from benchmark.metrics.temporal import random_map_chance
+    labels = torch.zeros(2, 400, dtype=torch.bool)
+    labels[0, 40:120] = True    # 2 of 10 one-second chunks
+    labels[1, 0:200] = True     # 5 of 10
+    score = lambda a, lab: chunk_f1(a, lab, chunk_frames=40, percentiles=[90, 99])  # noqa: E731
+    chance = random_map_chance(score, labels, [90, 99])
+    assert chance.shape == (2, 2)
+    # at p = 90, 40 random peak frames reach nearly every chunk: recall 1, precision = share of positive chunks
+    for clip, share in ((0, 0.2), (1, 0.5)):
+        assert chance[0, clip].item() == pytest.approx(2 * share / (1 + share), abs=0.03)
+    # at p = 99, 4 peaks: fewer chunks predicted, the same expected precision, a lower recall
+    assert (chance[1] < chance[0]).all()
+    # the level depends on the labels alone, not on any shared random state
+    torch.manual_seed(123)
+    assert torch.equal(random_map_chance(score, labels, [90, 99]), chance)

@@ -37,10 +37,11 @@ class MetricContext:
 @dataclass
 class MetricResult:
     """Per-clip values `[B]` by parameter label ("" when the metric has no parameter, e.g. "95" for a
-    percentile), the chance level `[B]` where defined, and the detector passes spent per clip."""
+    percentile), the chance level where defined (`[B]`, or `[B]` by parameter label when it moves with
+    the parameter), and the detector passes spent per clip."""
 
     values: dict[str, torch.Tensor]
-    chance: torch.Tensor | None = None
+    chance: torch.Tensor | dict[str, torch.Tensor] | None = None
     forward_passes: float = 0.0
     backward_passes: float = 0.0
     extra: dict = field(default_factory=dict)

@@ -11,6 +11,7 @@ positive relevance has relevance mass accuracy = truth fraction; an empty truth 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -94,6 +95,19 @@ def iou_at_percentile(attribution: torch.Tensor, truth: torch.Tensor,
     return inter / union.clamp(min=1)
 
 
+def iou_chance(truth: torch.Tensor, percentiles: Sequence[int] = PERCENTILES) -> torch.Tensor:
+    """Expected IoU at each percentile of a map without ties drawn independently of the truth:
+    `[B, ...] -> [P, B]`. Such a map selects s = n - ceil(p/100 (n-1)) of the n bins; s·m/n of them
+    fall in a truth of m bins on average, so the chance IoU is (s·m/n) / (s + m - s·m/n) (ratio of
+    the expectations; exact as n grows)."""
+    m = truth.reshape(len(truth), -1).bool().sum(-1).double()
+    n = truth[0].numel()
+    s = torch.tensor([n - math.ceil(p / 100 * (n - 1)) for p in percentiles], dtype=torch.float64,
+                     device=truth.device)[:, None]
+    inter = s * m / n
+    return inter / (s + m - inter).clamp(min=1)
+
+
 # --- registered forms ------------------------------------------------------------------------------
 
 ValuesOf = Callable[..., dict[str, torch.Tensor]]
@@ -114,15 +128,21 @@ _TRUTHS = {
 
 
 def _bind(view: Callable[[MetricContext], tuple[torch.Tensor, torch.Tensor]], values_of: ValuesOf,
-          chance: Callable[[torch.Tensor], torch.Tensor]) -> Callable[..., MetricResult]:
+          chance: Callable[[MetricContext, torch.Tensor], torch.Tensor | dict[str, torch.Tensor]],
+          ) -> Callable[..., MetricResult]:
     def metric(ctx: MetricContext, **params) -> MetricResult:
         attribution, truth = view(ctx)
-        return MetricResult(values=values_of(ctx, attribution, truth, **params), chance=chance(truth))
+        return MetricResult(values=values_of(ctx, attribution, truth, **params), chance=chance(ctx, truth))
     return metric
 
 
+def _area(ctx: MetricContext, truth: torch.Tensor) -> torch.Tensor:
+    return truth_fraction(truth)
+
+
 def _register(name: str, summary: str, values_of: ValuesOf,
-              chance: Callable[[torch.Tensor], torch.Tensor] = truth_fraction, **extra) -> None:
+              chance: Callable[[MetricContext, torch.Tensor], torch.Tensor | dict[str, torch.Tensor]] = _area,
+              **extra) -> None:
     """Register `name` against the time-frequency mask and `name_time` against the annotated frames."""
     for suffix, (view, needs, against) in _TRUTHS.items():
         metrics.register(f"{name}{suffix}", summary=f"{summary}, against {against}", version=1, needs=needs,
@@ -143,8 +163,12 @@ def _iou_values(ctx: MetricContext, attribution: torch.Tensor, truth: torch.Tens
     return by_percentile(ctx.percentiles, iou_at_percentile(attribution, truth, ctx.percentiles))
 
 
-def _half(truth: torch.Tensor) -> torch.Tensor:
+def _half(ctx: MetricContext, truth: torch.Tensor) -> torch.Tensor:
     return torch.full((len(truth),), 0.5, dtype=torch.float64, device=truth.device)
+
+
+def _iou_chance(ctx: MetricContext, truth: torch.Tensor) -> dict[str, torch.Tensor]:
+    return by_percentile(ctx.percentiles, iou_chance(truth, ctx.percentiles))
 
 
 _register("relevance_mass_accuracy", "share of positive relevance inside the truth", _scalar(relevance_mass_accuracy))
@@ -157,4 +181,4 @@ _register("pixel_auroc", "ROC AUC of the map as a per-bin truth detector (chance
           chance=_half)
 _register("pixel_auprc", "average precision of the map as a per-bin truth detector", _scalar(pixel_auprc))
 _register("iou_at_percentile", "IoU of the bins at or above the map's p-th percentile with the truth", _iou_values,
-          params="percentile")
+          chance=_iou_chance, params="percentile")

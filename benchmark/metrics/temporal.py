@@ -7,7 +7,7 @@ Shapes: attribution `[B, F, T]`, frame labels `[B, T]` bool, per-percentile resu
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -159,19 +159,32 @@ def by_percentile(percentiles: Sequence[int], values: torch.Tensor) -> dict[str,
     return {str(p): v for p, v in zip(percentiles, values, strict=True)}
 
 
-def frame_label_fraction(frame_labels: torch.Tensor) -> torch.Tensor:
-    """Chance level of time-only metrics: the annotated share of the clip's frames, `[B, T] -> [B]`."""
-    return frame_labels.double().mean(dim=-1)
+CHANCE_DRAWS = 64  # random maps per clip behind a Monte-Carlo chance level
+
+
+def random_map_chance(score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], frame_labels: torch.Tensor,
+                      percentiles: Sequence[int], draws: int = CHANCE_DRAWS) -> torch.Tensor:
+    """Chance level `[P, B]` of a temporal score: its mean over `draws` maps of i.i.d. uniform frames,
+    which know nothing of the truth. `score(maps [D*B, 1, T], labels [D*B, T]) -> [P, D*B]`. The draws
+    come from a generator of their own (seed 0), so the level depends on the labels alone."""
+    n_b, n_t = frame_labels.shape
+    generator = torch.Generator(device=frame_labels.device).manual_seed(0)
+    maps = torch.rand(draws * n_b, 1, n_t, generator=generator, device=frame_labels.device)
+    values = score(maps, frame_labels.repeat(draws, 1))
+    return values.reshape(len(percentiles), draws, n_b).double().mean(dim=1)
 
 
 @metrics.register("chunk_f1", summary="planer temporal overlap: per-clip F1 of 1-s chunks holding an attribution "
                   "peak (frames >= p-th percentile of the frequency-summed map) against annotated chunks",
                   version=1, needs={"intervals"}, family="temporal", higher_is_better=True, params="percentile")
 def chunk_f1_metric(ctx: MetricContext) -> MetricResult:
-    values = chunk_f1(ctx.explanation.attribution, ctx.batch.frame_labels,
-                      chunk_frames=chunk_frames_for(ctx.spec.frames_per_second), percentiles=ctx.percentiles)
-    return MetricResult(values=by_percentile(ctx.percentiles, values),
-                        chance=frame_label_fraction(ctx.batch.frame_labels))
+    def score(attribution: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return chunk_f1(attribution, labels, chunk_frames=chunk_frames_for(ctx.spec.frames_per_second),
+                        percentiles=ctx.percentiles)
+    # a random map's peaks land in most chunks: chance is near 2a/(1+a) for a share a of positive chunks
+    chance = random_map_chance(score, ctx.batch.frame_labels, ctx.percentiles)
+    values = score(ctx.explanation.attribution, ctx.batch.frame_labels)
+    return MetricResult(values=by_percentile(ctx.percentiles, values), chance=by_percentile(ctx.percentiles, chance))
 
 
 @metrics.register("event_f1", summary="event-based F1 (sed_eval definitions, 200 ms onset collar, offset within "
@@ -182,8 +195,10 @@ def chunk_f1_metric(ctx: MetricContext) -> MetricResult:
 def event_f1_metric(ctx: MetricContext, *, collar_s: float = 0.2, offset_fraction: float = 0.5,
                     min_gap_s: float = 0.5) -> MetricResult:
     # unjoined, a map's peaks are runs of a frame or two scattered over the event: none meets the collar
-    values = event_f1(ctx.explanation.attribution, ctx.batch.frame_labels,
-                      frames_per_second=ctx.spec.frames_per_second, percentiles=ctx.percentiles,
-                      collar_s=collar_s, offset_fraction=offset_fraction, min_gap_s=min_gap_s)
-    return MetricResult(values=by_percentile(ctx.percentiles, values),
-                        chance=frame_label_fraction(ctx.batch.frame_labels))
+    def score(attribution: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return event_f1(attribution, labels, frames_per_second=ctx.spec.frames_per_second,
+                        percentiles=ctx.percentiles, collar_s=collar_s, offset_fraction=offset_fraction,
+                        min_gap_s=min_gap_s)
+    chance = random_map_chance(score, ctx.batch.frame_labels, ctx.percentiles)
+    values = score(ctx.explanation.attribution, ctx.batch.frame_labels)
+    return MetricResult(values=by_percentile(ctx.percentiles, values), chance=by_percentile(ctx.percentiles, chance))
