@@ -357,3 +357,15 @@ def test_sensitivity_perturbs_the_waveform_when_there_is_one():
     assert torch.allclose(perturbed.x, LogMel(SPEC)(perturbed.waveform), atol=1e-5)
     assert result.forward_passes == 3 and result.backward_passes == 3
     assert (result.values[""] > 0).all()
+
+
+def test_sensitivity_max_takes_maps_laid_out_as_views():
+    # a mel filterbank's output is a transposed view; Captum reshapes maps with `view`
+    def transposed(detector, batch):
+        e = saliency(detector, batch)
+        return replace(e, attribution=e.attribution.transpose(1, 2).contiguous().transpose(1, 2))
+
+    ctx = make_context(transposed, with_waveform=True)
+    assert not ctx.explanation.attribution.is_contiguous()
+    result = metrics.get("sensitivity_max").factory(ctx, n_perturb_samples=2)
+    assert torch.isfinite(result.values[""]).all() and (result.values[""] >= 0).all()

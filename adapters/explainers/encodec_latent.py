@@ -174,5 +174,5 @@ def retained_energy(logmel: LogMel, part: torch.Tensor, whole: torch.Tensor) -> 
     """Mel power of `part` relative to that of `whole`, clipped to [0, 1]: `[B, N], [B, N] -> [B, F, T]`."""
     with torch.no_grad():
         p_part, p_whole = logmel.mel(part), logmel.mel(whole)
-    return (p_part / p_whole.clamp_min(torch.finfo(p_whole.dtype).tiny)).clamp(0.0, 1.0)
+    return (p_part / p_whole.clamp_min(torch.finfo(p_whole.dtype).tiny)).clamp(0.0, 1.0).contiguous()
 

@@ -39,12 +39,14 @@ def sensitivity_max(explain: Callable[[torch.Tensor], torch.Tensor], inputs: tor
     `explain(perturbed inputs [N, ...]) -> [N, F, T]`; `attribution` is the map of the inputs themselves
     (not recomputed). Row i of a perturbed stack is a copy of clip i // n_perturb_samples.
     """
+    # Captum reshapes the maps with `view`: a map that is a transposed view (a mel filterbank's output)
+    # is laid out afresh
     def explanation_func(given):
         # Captum asks once for the unperturbed inputs, as a 1-tuple, and wants a tuple back
         if isinstance(given, tuple):
-            return (attribution,)
+            return (attribution.contiguous(),)
         with torch.enable_grad():
-            return explain(given).detach()
+            return explain(given).detach().contiguous()
 
     def perturb(given: torch.Tensor) -> torch.Tensor:
         unit = torch.rand(given.shape, generator=generator, dtype=given.dtype, device=generator.device)
@@ -66,7 +68,7 @@ def infidelity(score: ScoreFn, x: torch.Tensor, attribution: torch.Tensor, *, ge
     from captum.metrics import infidelity as captum_infidelity  # lazy: seconds at import
 
     with torch.no_grad():
-        values = captum_infidelity(score, perturb, x, attribution.unsqueeze(1).to(x.dtype),
+        values = captum_infidelity(score, perturb, x, attribution.unsqueeze(1).to(x.dtype).contiguous(),
                                    n_perturb_samples=n_perturb_samples, normalize=True)
     return values.clamp(min=0)  # a mean of squares: only rounding takes it below zero
 
