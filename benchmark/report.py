@@ -285,8 +285,12 @@ def copy_audio(cells: list[tuple[dict, Path]], folder: Path) -> list[AudioExampl
 
 
 # --- manifest --------------------------------------------------------------------------------------
+CODE_PATHS = ("benchmark", "adapters", "tasks", "pyproject.toml")
+
+
 def git_state(repo: Path) -> dict[str, Any]:
-    """Commit and dirty flag of the checkout holding the code (None where git or the repo is absent)."""
+    """Commit and dirty flag of the checkout holding the code (None where git or the repo is absent). Only
+    the code, recipes and suites count toward `dirty`: tables being published into the checkout do not."""
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(["git", "-C", str(repo), "--no-optional-locks", *args], capture_output=True,
@@ -296,7 +300,7 @@ def git_state(repo: Path) -> dict[str, Any]:
         return done.stdout if done.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain")
+    status = git("status", "--porcelain", "--", *CODE_PATHS)
     return {"commit": commit.strip() if commit else None, "dirty": None if status is None else bool(status.strip())}
 
 

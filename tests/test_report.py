@@ -240,3 +240,21 @@ def test_a_run_without_scores_still_gets_a_page(tmp_path):
     assert "skipped: error_map needs reconstruction" in readme
     assert pd.read_csv(tmp_path / "ranks.csv").empty and pd.read_csv(tmp_path / "neighbours.csv").empty
     assert json.loads((tmp_path / "manifest.json").read_text())["cells"]["skipped"] == 1
+
+
+def test_git_state_counts_code_not_published_tables(tmp_path):
+    import subprocess
+
+    from benchmark.report import git_state
+    run = lambda *a: subprocess.run(["git", "-C", str(tmp_path), *a], check=True, capture_output=True)  # noqa: E731
+    run("init", "-q")
+    (tmp_path / "benchmark").mkdir()
+    (tmp_path / "benchmark" / "core.py").write_text("x = 1\n")
+    run("add", "-A")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    (tmp_path / "leaderboards" / "quick").mkdir(parents=True)
+    (tmp_path / "leaderboards" / "quick" / "leaderboard.csv").write_text("a\n")
+    state = git_state(tmp_path)
+    assert len(state["commit"]) == 40 and state["dirty"] is False
+    (tmp_path / "benchmark" / "core.py").write_text("x = 2\n")
+    assert git_state(tmp_path)["dirty"] is True
