@@ -133,8 +133,7 @@ def train_epochs(
     """
     device = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
-    best, best_state, stale, epoch = float("inf"), None, 0, 0
-    t0, capped = time.monotonic(), False
+    stopping, epoch = EarlyStopping(model, budget), 0
     for epoch in range(1, budget.epochs + 1):
         model.train()
         order = torch.randperm(len(train), generator=g)
@@ -153,18 +152,44 @@ def train_epochs(
         v = sum(vals) / max(1, len(val))
         if progress:
             progress(f"epoch {epoch} val {v:.4g}")
-        if v < best - 1e-12:
-            best, stale = v, 0
-            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+        if stopping.should_stop(v):
+            break
+    stopping.restore_best()
+    return {"epochs": epoch, "best_val_loss": stopping.best, "capped_by_time": stopping.capped,
+            "train_seconds": stopping.seconds}
+
+
+class EarlyStopping:
+    """Early stopping on a validation loss, shared by every training loop: keeps the best weights,
+    stops after `budget.patience` epochs without improvement or past `budget.max_seconds` (the clock
+    starts at construction), and puts the best weights back. Set `best` to a starting loss (the untrained
+    model's) to keep the initial weights unless an epoch beats it."""
+
+    def __init__(self, model: torch.nn.Module, budget: Budget) -> None:
+        self.model, self.budget = model, budget
+        self.best, self.best_state, self.stale, self.capped = float("inf"), None, 0, False
+        self.t0 = time.monotonic()
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.t0
+
+    def should_stop(self, val_loss: float) -> bool:
+        """Record an epoch's validation loss; True when training should stop."""
+        if val_loss < self.best - 1e-12:
+            self.best, self.stale = val_loss, 0
+            self.best_state = {k: t.detach().clone() for k, t in self.model.state_dict().items()}
         else:
-            stale += 1
-        if stale >= budget.patience:
-            break
-        if time.monotonic() - t0 > budget.max_seconds:
-            capped = True
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    return {"epochs": epoch, "best_val_loss": best, "capped_by_time": capped,
-            "train_seconds": time.monotonic() - t0}
+            self.stale += 1
+        if self.stale >= self.budget.patience:
+            return True
+        if self.seconds > self.budget.max_seconds:
+            self.capped = True
+            return True
+        return False
+
+    def restore_best(self) -> None:
+        """The best weights seen (if any epoch improved on the starting `best`), in eval mode."""
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        self.model.eval()

@@ -405,3 +405,22 @@ def test_ast_knn_layers_and_hidden_states_keep_the_patch_grid():
     assert all(s.shape == (2, 32, 3, 5) for s in states.values())
     assert torch.allclose(states["patch_embedding"], caught[0] + det.ast.embeddings.position_embeddings[:, 2:]
                           .transpose(1, 2).reshape(1, 32, 3, 5), atol=1e-6)
+
+
+def test_early_stopping_keeps_the_best_weights_and_counts_patience():
+    from benchmark.detector import EarlyStopping
+    model = torch.nn.Linear(1, 1, bias=False)
+    stopping = EarlyStopping(model, Budget(epochs=10, patience=2))
+    stopping.best = 1.0  # the untrained model's loss: an epoch has to beat it
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    assert not stopping.should_stop(1.5)  # worse than the start: nothing kept
+    assert stopping.best_state is None and stopping.stale == 1
+    assert not stopping.should_stop(0.5)
+    with torch.no_grad():
+        model.weight.fill_(7.0)
+    assert not stopping.should_stop(0.6)
+    assert stopping.should_stop(0.7) and not stopping.capped  # two epochs without improvement
+    model.train()
+    stopping.restore_best()
+    assert model.weight.item() == 3.0 and stopping.best == 0.5 and not model.training

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from encodec.model import EncodecModel
 from encodec.modules import SEANetDecoder, SEANetEncoder
 
 from benchmark.dataset import fit_length
-from benchmark.detector import Budget
+from benchmark.detector import Budget, EarlyStopping
 from benchmark.errors import BenchmarkError
 from benchmark.features import LogMel
 from benchmark.metrics.synthesis import logmel_l1, si_sdr
@@ -202,8 +201,9 @@ def train_codec(codec: LatentCodec, fit: torch.Tensor, val: torch.Tensor, sample
                         for i in range(0, len(val_crops), budget.batch_size))
         return total / len(val_crops)
 
-    t0, initial = time.monotonic(), val_loss()
-    best, best_state, stale, steps, epochs, capped = initial, None, 0, 0, 0, False
+    stopping = EarlyStopping(codec, budget)  # its clock includes the first validation
+    initial = stopping.best = val_loss()
+    steps, epochs = 0, 0
     while epochs < budget.epochs:
         epochs += 1
         codec.train()
@@ -217,22 +217,11 @@ def train_codec(codec: LatentCodec, fit: torch.Tensor, val: torch.Tensor, sample
             optimizer.step()
             schedule.step()
             steps += 1
-        v = val_loss()
-        if v < best - 1e-12:
-            best, stale = v, 0
-            best_state = {k: t.detach().clone() for k, t in codec.state_dict().items()}
-        else:
-            stale += 1
-        if stale >= budget.patience:
+        if stopping.should_stop(val_loss()):
             break
-        if time.monotonic() - t0 > budget.max_seconds:
-            capped = True
-            break
-    if best_state is not None:
-        codec.load_state_dict(best_state)
-    codec.eval()
-    return {"epochs": epochs, "steps": steps, "train_seconds": time.monotonic() - t0, "val_loss_initial": initial,
-            "val_loss_best": best, "capped_by_time": capped}
+    stopping.restore_best()
+    return {"epochs": epochs, "steps": steps, "train_seconds": stopping.seconds, "val_loss_initial": initial,
+            "val_loss_best": stopping.best, "capped_by_time": stopping.capped}
 
 
 def codec_quality(synthesis: LatentSynthesis, waves: torch.Tensor, logmel: LogMel) -> dict[str, float]:
