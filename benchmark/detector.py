@@ -159,6 +159,20 @@ def train_epochs(
             "train_seconds": stopping.seconds}
 
 
+def band_statistics(train: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-mel-band mean and standard deviation `[1, 1, F, 1]` of training log-mels `[N, 1, F, T]`, on
+    `device`, for the standardisation buffers of a detector. A constant band (silence, padding) must not
+    blow up: the deviation is floored at a thousandth of the overall spread."""
+    mean = train.mean(dim=(0, 1, 3), keepdim=True)
+    std = train.std(dim=(0, 1, 3), keepdim=True).clamp_min(1e-3 * float(train.std()) + 1e-8)
+    return mean.to(device), std.to(device)
+
+
+def rng_devices(device: torch.device) -> list[torch.device]:
+    """The devices whose random state `torch.random.fork_rng` must save for work on `device`."""
+    return [device] if device.type == "cuda" else []
+
+
 class EarlyStopping:
     """Early stopping on a validation loss, shared by every training loop: keeps the best weights,
     stops after `budget.patience` epochs without improvement or past `budget.max_seconds` (the clock

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from benchmark.detector import Budget, Detector, train_epochs
+from benchmark.detector import Budget, Detector, band_statistics, rng_devices, train_epochs
 from benchmark.errors import BenchmarkError
 
 # The reference has 10 heads on 500-wide tokens (80x400 grid); other grids take the divisor nearest 10.
@@ -167,10 +167,6 @@ class SkipCAETransformer(nn.Module):
         return {**encoder, **decoder, "gradcam": self.conv13}
 
 
-def _fork_devices(device: torch.device) -> list[torch.device]:
-    return [device] if device.type == "cuda" else []
-
-
 class SkipCAEDetector(Detector):
     """Reconstruction detector around `SkipCAETransformer`; score = mean over bins of (x̂ - x)².
 
@@ -226,13 +222,9 @@ class SkipCAEDetector(Detector):
             val_groups: torch.Tensor, seed: int, budget: Budget,
             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         device = self.tau.device
-        mean = train.mean(dim=(0, 1, 3), keepdim=True)
-        std = train.std(dim=(0, 1, 3), keepdim=True)
-        # a constant band (silence, padding) must not blow up: floor at a thousandth of the overall spread
-        std = std.clamp_min(1e-3 * float(train.std()) + 1e-8)
-        self.input_mean, self.input_std = mean.to(device), std.to(device)
+        self.input_mean, self.input_std = band_statistics(train, device)
         # the seed fixes initial weights, dropout and masks without touching the caller's random state
-        with torch.random.fork_rng(devices=_fork_devices(device)):
+        with torch.random.fork_rng(devices=rng_devices(device)):
             torch.manual_seed(seed)
             self.net = SkipCAETransformer(self.grid).to(device)
             optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)

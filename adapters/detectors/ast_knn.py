@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from benchmark.detector import Budget, Detector, train_epochs
+from benchmark.detector import Budget, Detector, band_statistics, rng_devices, train_epochs
 from benchmark.errors import BenchmarkError
 from benchmark.registry import detectors
 
@@ -42,10 +42,6 @@ METRICS = ("cosine", "euclidean")
 POOLINGS = ("patch", "clip")
 # ASTFeatureExtractor's AudioSet statistics, used when a checkpoint ships no preprocessor_config.json
 AUDIOSET_FBANK_MEAN, AUDIOSET_FBANK_STD = -4.2677393, 4.5689974
-
-
-def _fork_devices(device: torch.device) -> list[torch.device]:
-    return [device] if device.type == "cuda" else []
 
 
 def shift_mels(x: torch.Tensor, shift: int) -> torch.Tensor:
@@ -263,10 +259,8 @@ class ASTKNN(Detector):
             val_groups: torch.Tensor, seed: int, budget: Budget,
             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         device = self.tau.device
-        std = train.std(dim=(0, 1, 3), keepdim=True)
-        self.input_mean = train.mean(dim=(0, 1, 3), keepdim=True).to(device)
-        self.input_std = std.clamp_min(1e-3 * float(train.std()) + 1e-8).to(device)
-        with torch.random.fork_rng(devices=_fork_devices(device)):
+        self.input_mean, self.input_std = band_statistics(train, device)
+        with torch.random.fork_rng(devices=rng_devices(device)):
             torch.manual_seed(seed)
             if self.pretrained is None:
                 from transformers import ASTModel

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmark.detector import Budget, Detector, train_epochs
+from benchmark.detector import Budget, Detector, band_statistics, train_epochs
 from benchmark.registry import detectors
 
 
@@ -88,9 +88,7 @@ class DenseAE(Detector):
             val_groups: torch.Tensor, seed: int, budget: Budget,
             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         device = self.tau.device
-        std = train.std(dim=(0, 1, 3), keepdim=True)
-        self.input_mean = train.mean(dim=(0, 1, 3), keepdim=True).to(device)
-        self.input_std = std.clamp_min(1e-3 * float(train.std()) + 1e-8).to(device)
+        self.input_mean, self.input_std = band_statistics(train, device)
         optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
         return train_epochs(self, lambda xb: self.score(xb).mean(), train, val, optimizer=optimizer,
                             scheduler=None, budget=budget, seed=seed, progress=progress)
