@@ -40,7 +40,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from benchmark.dataset import ClipTable
-from benchmark.detector import Budget, Detector
+from benchmark.detector import Budget, Detector, rng_devices
 from benchmark.errors import BenchmarkError
 from benchmark.explainer import Explainer
 from benchmark.features import FeatureSpec, LogMel
@@ -304,7 +304,7 @@ class TrainedInterpreter(Explainer):
         g = torch.Generator().manual_seed(seed)
         waves = train.waveform[torch.randperm(len(train), generator=g)[: self.train_clips]]
         per_forward = self.examples_per_forward(self.device)
-        with torch.random.fork_rng(devices=[self.device] if torch.device(self.device).type == "cuda" else []):
+        with torch.random.fork_rng(devices=rng_devices(torch.device(self.device))):
             torch.manual_seed(seed)
             self._build(detector, waves[:per_forward].to(self.device))
         params = [p for p in self.network.parameters() if p.requires_grad]
