@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from .errors import BenchmarkError
 from .features import FeatureSpec, LogMel, frame_labels_from_intervals, mask_from_events
 from .types import Batch, Clip
 
@@ -28,6 +29,12 @@ class Dataset:
 
     def clips(self, split: str) -> Iterator[Clip]:
         raise NotImplementedError
+
+    @staticmethod
+    def check_split(split: str) -> None:
+        """Raise the one-line error for a split that is not one of `SPLITS`."""
+        if split not in SPLITS:
+            raise BenchmarkError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
 
     def describe(self) -> dict[str, Any]:
         return {"spec": self.spec.to_dict(), "truth": sorted(self.truth), "waveforms": self.has_waveforms}

@@ -189,8 +189,7 @@ class SyntheticDataset(Dataset):
             yield rendered.clip
 
     def rendered(self, split: str) -> Iterator[RenderedClip]:
-        if split not in SPLITS:
-            raise BenchmarkError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
+        self.check_split(split)
         for plan in self.plans:
             if plan.split == split:
                 yield self.render(plan)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmark.dataset import SPLITS, Dataset
+from benchmark.dataset import Dataset
 from benchmark.errors import BenchmarkError, DataError
 from benchmark.features import preset
 from benchmark.registry import datasets
@@ -172,8 +172,7 @@ class DCASE(Dataset):
         return self.truth_dir / f"{f.id}.npz"
 
     def clips(self, split: str) -> Iterator[Clip]:
-        if split not in SPLITS:
-            raise BenchmarkError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
+        self.check_split(split)
         spec = self.spec
         for f in self.files:
             if f.split != split:

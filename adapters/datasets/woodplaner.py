@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from benchmark.dataset import SPLITS, Dataset
-from benchmark.errors import BenchmarkError, DataError
+from benchmark.dataset import Dataset
+from benchmark.errors import DataError
 from benchmark.features import preset
 from benchmark.registry import datasets
 from benchmark.types import Clip, Event
@@ -181,8 +181,7 @@ class WoodPlaner(Dataset):
 
     # ----------------------------------------------------------------------------------- streaming
     def clips(self, split: str) -> Iterator[Clip]:
-        if split not in SPLITS:
-            raise BenchmarkError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
+        self.check_split(split)
         spec = self.spec
         for f in self.files:
             if f.split != split:
