@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("run", help="run a suite (cached, resumable) and publish its leaderboards")
-    p.add_argument("--suite", required=True, help="smoke, quick, full, or a path to a suite TOML")
+    p.add_argument("--suite", required=True, help="smoke, quick, full, controls, or a path to a suite TOML")
     p.add_argument("--datasets", type=_names, help="only these datasets of the suite")
     p.add_argument("--detectors", type=_names, help="only these detectors of the suite")
     p.add_argument("--explainers", type=_names, help="only these explainers of the suite")

@@ -3,6 +3,7 @@
     <family>.csv      key columns + detector_auc/detector_flag + that family's metric columns
     ranks.csv         Borda and mean rank of the explainers per dataset × detector × family
     neighbours.csv    Wilcoxon tests between neighbours of every headline ranking (Holm within a ranking)
+    controls.csv      one-sided Wilcoxon tests of every explainer against the random control
     agreement.csv     Kendall τ between the rankings of every pair of headline metrics
     figures/*.png     percentile curves, bar charts per family, metric agreement, attribution galleries
     audio/*.wav       a few listenable explanations copied from the store (the page works without runs/)
@@ -34,9 +35,11 @@ from .errors import BenchmarkError
 from .registry import registry
 from .statistics import (
     ALPHA,
+    CONTROL,
     CORRECTION,
     OTHER_FAMILY,
     MetricMeta,
+    control_tests,
     family_ranks,
     headline_columns,
     metric_agreement,
@@ -384,6 +387,8 @@ def build_manifest(folder: Path, *, suite_name: str, manifest: dict, records: li
         "plugins": plugin_identities(names),
         "statistics": {"ci": "95 % percentile bootstrap over clips, 1000 resamples",
                        "test": "two-sided Wilcoxon signed-rank on shared (clip, seed) pairs of ranked neighbours",
+                       "control_test": f"one-sided Wilcoxon signed-rank of each explainer against '{CONTROL}' in "
+                                       "the metric's direction, Holm over the explainers of a ranking",
                        "correction": f"{CORRECTION} over the neighbour pairs of each ranking", "alpha": alpha,
                        "min_auc": min_auc},
         "files": {p.name: sha256(p.read_bytes()).hexdigest()[:16] for p in sorted(folder.glob("*.csv"))},
@@ -421,8 +426,23 @@ def _metric_cell(row: pd.Series, col: str) -> str:
     return f"{fmt(mean)} [{fmt(row[f'{col}.ci_low'])}, {fmt(row[f'{col}.ci_high'])}] #{int(row[f'{col}.rank'])}"
 
 
+def _control_items(controls: pd.DataFrame, dataset: str, detector: str, cols: list[str]) -> list[str]:
+    """Per column, the explainers that beat the random control: 'M[P]: a (p 0.001), b (p 0.02)'."""
+    mine = controls[(controls["dataset"] == dataset) & (controls["detector"] == detector)]
+    items = []
+    for c in cols:
+        t = mine[mine["metric"] == c]
+        if t.empty:
+            continue
+        winners = t[t["beats_control"]].sort_values(["p_holm", "explainer"])
+        names = ", ".join(f"{r.explainer} (p {fmt(r.p_holm, 2)})" for r in winners.itertuples()) or "none"
+        items.append(f"{c} (n {int(t['n_shared'].max())}): {names}")
+    return items
+
+
 def _family_blocks(family: str, cols: list[str], leaderboard: pd.DataFrame, ranks: pd.DataFrame,
-                   tests: pd.DataFrame, aucs: dict, min_auc: float, alpha: float) -> list[Block]:
+                   tests: pd.DataFrame, controls: pd.DataFrame, aucs: dict, min_auc: float,
+                   alpha: float) -> list[Block]:
     blocks = [Block("h2", f"{family.capitalize()}")]
     for (dataset, detector), group in leaderboard.groupby(["dataset", "detector"], sort=True):
         present = [c for c in cols if f"{c}.mean" in group.columns and group[f"{c}.mean"].notna().any()]
@@ -453,6 +473,11 @@ def _family_blocks(family: str, cols: list[str], leaderboard: pd.DataFrame, rank
             blocks.append(Block("p", f"Ranked neighbours (Wilcoxon on shared clips, Holm within each ranking, "
                                      f"'>' = distinguishable at α = {alpha}, '≈' = not):"))
             blocks.append(Block("list", items=chains))
+        beaten = _control_items(controls, dataset, detector, present)
+        if beaten:
+            blocks.append(Block("p", f"Above the {CONTROL} control (one-sided Wilcoxon on shared clips, Holm over "
+                                     f"the explainers, α = {alpha}):"))
+            blocks.append(Block("list", items=beaten))
     return blocks
 
 
@@ -594,9 +619,11 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     by_family = {f: [c for c in headlines if family_of(metas, c) == f] for f in tables}
     ranks = with_detector_flags(family_ranks(leaderboard, by_family), aucs, min_auc)
     tests = neighbour_tests(leaderboard, rows, headlines, alpha)
+    controls = control_tests(leaderboard, rows, headlines, alpha=alpha, meta=metas)
     agreement = metric_agreement(leaderboard, headlines)
     atomic_write_bytes(folder / "ranks.csv", csv_bytes(ranks))
     atomic_write_bytes(folder / "neighbours.csv", csv_bytes(tests))
+    atomic_write_bytes(folder / "controls.csv", csv_bytes(controls))
     atomic_write_bytes(folder / "agreement.csv", csv_bytes(agreement))
 
     cells = example_folders(store, manifest)
@@ -604,7 +631,8 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     audio = copy_audio(cells, folder)
 
     rel = lambda p: p.relative_to(folder).as_posix()  # noqa: E731
-    files = [*LEAD_FILES, *(f"{f}.csv" for f in tables), "ranks.csv", "neighbours.csv", "agreement.csv"]
+    files = [*LEAD_FILES, *(f"{f}.csv" for f in tables), "ranks.csv", "neighbours.csv", "controls.csv",
+             "agreement.csv"]
     files = [n for n in files if (folder / n).is_file()] + ["manifest.json"]
     blocks = [Block("h1", f"audio-xai-bench — suite '{suite_name}'"),
               Block("p", f"Explainers × detectors × datasets. Each metric cell: mean [95 % bootstrap CI over "
@@ -614,7 +642,8 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
               Block("links", items=[(n, n) for n in files])]
     blocks += _detector_blocks(detectors, aucs, min_auc) + _rank_blocks(ranks, list(tables))
     for family in tables:
-        blocks += _family_blocks(family, by_family[family], leaderboard, ranks, tests, aucs, min_auc, alpha)
+        blocks += _family_blocks(family, by_family[family], leaderboard, ranks, tests, controls, aucs, min_auc,
+                                 alpha)
         blocks += [Block("img", f"{family} bar chart", src=rel(p)) for p in pics.bars.get(family, [])]
     blocks += _picture_blocks(pics, rel) + _audio_blocks(audio) + _cost_blocks(records) + _status_blocks(records)
     atomic_write_text(folder / "README.md", markdown(blocks))

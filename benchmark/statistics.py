@@ -11,6 +11,9 @@ and the long per-clip rows (`benchmark.store.ROW_COLUMNS`).
   The p-values of the k − 1 neighbour pairs of a ranking are Holm-corrected together (family-wise
   error ≤ α within each ranking; rankings are not corrected against each other), and a pair is
   *distinguishable* when its Holm-adjusted p < α.
+* *Against the control*: every explainer is also compared with the `random` control on the clips both
+  were scored on, one-sided in the metric's direction (Holm over the explainers of a ranking): a map
+  that does not beat a random one says nothing about the detector, whatever its rank.
 * A *headline* column is the summary of a metric that the rankings use: the plugin's `extra["headline"]`
   when it names one, else for percentile metrics (`extra["params"] == "percentile"`) `[mean98_99]` (the
   planer paper's mean over p ∈ {98, 99}) or `[max]`, else every parameter of the metric.
@@ -32,6 +35,7 @@ ALPHA = 0.05
 EXACT_MAX_N = 50
 CORRECTION = "holm"
 GROUP = ["dataset", "detector"]
+CONTROL = "random"
 OTHER_FAMILY = "other"
 DERIVED_PARAMS = ("mean98_99", "max")
 _COLUMN = re.compile(r"^(?P<metric>[^\[\]]+?)(?:\[(?P<param>[^\]]*)\])?$")
@@ -90,8 +94,9 @@ def headline_columns(leaderboard: pd.DataFrame, meta: dict[str, MetricMeta] | No
     return out
 
 
-def paired_wilcoxon(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sided Wilcoxon signed-rank p-value of paired samples `a, b: [n]`.
+def paired_wilcoxon(a: np.ndarray, b: np.ndarray, alternative: str = "two-sided") -> float:
+    """Wilcoxon signed-rank p-value of paired samples `a, b: [n]` (`alternative` as scipy's: "greater"
+    tests a > b).
 
     Zero differences are dropped (Wilcoxon's convention). Without ties among the |differences| and for at
     most EXACT_MAX_N pairs the exact null distribution is used, else the normal approximation with the tie
@@ -104,7 +109,7 @@ def paired_wilcoxon(a: np.ndarray, b: np.ndarray) -> float:
     if len(d) == 0:
         return 1.0
     exact = len(d) <= EXACT_MAX_N and np.unique(np.abs(d)).size == len(d)
-    return float(wilcoxon(d, alternative="two-sided", method="exact" if exact else "approx").pvalue)
+    return float(wilcoxon(d, alternative=alternative, method="exact" if exact else "approx").pvalue)
 
 
 def holm(p: np.ndarray) -> np.ndarray:
@@ -193,6 +198,52 @@ def neighbour_tests(leaderboard: pd.DataFrame, rows: pd.DataFrame, columns: list
             out.extend(pairs)
     columns_out = ["dataset", "detector", "metric", "position", "better", "worse", "better_mean", "worse_mean",
                    "n_shared", "p_value", "p_holm", "distinguishable"]
+    return pd.DataFrame(out, columns=columns_out)
+
+
+def control_tests(leaderboard: pd.DataFrame, rows: pd.DataFrame, columns: list[str], control: str = CONTROL,
+                  alpha: float = ALPHA, meta: dict[str, MetricMeta] | None = None) -> pd.DataFrame:
+    """Does each explainer beat the `control` (the random map) in every headline column?
+
+    One-sided Wilcoxon signed-rank test on the (clip, seed) pairs both were scored on, in the metric's
+    direction (explainer > control when higher is better, < when lower is better); the p-values of the
+    explainers of one dataset × detector × column are Holm-corrected together. Returns one row per
+    dataset, detector, metric (the column), explainer: control, explainer_mean, control_mean, n_shared,
+    p_value, p_holm, beats_control. Empty when the suite has no `control` explainer.
+    """
+    out = []
+    by_key = {key: g for key, g in rows.groupby(["dataset", "detector", "metric"], sort=True)}
+    for (dataset, detector), group in leaderboard.groupby(GROUP, sort=True):
+        for column in columns:
+            if f"{column}.mean" not in group.columns:
+                continue
+            metric, param = split_column(column)
+            key = (dataset, detector, metric)
+            tables = per_clip_tables(by_key[key]) if key in by_key else {}
+            if control not in tables:
+                continue
+            base = clip_values(tables[control], param)
+            means = group.set_index("explainer")[f"{column}.mean"]
+            info = (meta or {}).get(metric) or metric_meta(metric)
+            alternative = "greater" if info.higher_is_better else "less"
+            tests = []
+            for explainer in sorted(set(tables) - {control}):
+                values = clip_values(tables[explainer], param)
+                if values is None or base is None:
+                    continue
+                shared = values.index.intersection(base.index).sort_values()
+                p = (paired_wilcoxon(values.loc[shared].to_numpy(), base.loc[shared].to_numpy(), alternative)
+                     if len(shared) else np.nan)
+                tests.append({"dataset": dataset, "detector": detector, "metric": column, "explainer": explainer,
+                              "control": control, "explainer_mean": float(means.get(explainer, np.nan)),
+                              "control_mean": float(means.get(control, np.nan)), "n_shared": len(shared),
+                              "p_value": p})
+            adjusted = holm(np.array([t["p_value"] for t in tests], dtype=float))
+            for t, q in zip(tests, adjusted, strict=True):
+                t.update(p_holm=q, beats_control=bool(np.isfinite(q) and q < alpha))
+            out.extend(tests)
+    columns_out = ["dataset", "detector", "metric", "explainer", "control", "explainer_mean", "control_mean",
+                   "n_shared", "p_value", "p_holm", "beats_control"]
     return pd.DataFrame(out, columns=columns_out)
 
 

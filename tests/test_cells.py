@@ -139,3 +139,16 @@ def test_training_groups_are_machine_section_and_recording_group():
     index, classes = group_index(meta)
     assert classes == ["fan/00", "planer/00/2x3", "planer/00/2x6", "pump/00"]
     assert index.tolist() == [0, 3, 2, 1, 0]
+
+
+@pytest.mark.parametrize("name", ["smoke", "quick", "full", "controls"])
+def test_committed_suites_load_and_expand(name):
+    trains, evals = expand(load_suite(name))
+    assert trains and evals and all(e.train in trains for e in evals)
+
+
+def test_the_controls_suite_reuses_the_quick_detectors():
+    quick = {(t.dataset.name, t.detector.name): t.key for t in expand(load_suite("quick"))[0]}
+    controls = {(t.dataset.name, t.detector.name): t.key for t in expand(load_suite("controls"))[0]}
+    assert {d for _, d in controls} == {"ae", "mae", "dense_ae"}
+    assert all(quick[k] == key for k, key in controls.items())

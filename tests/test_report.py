@@ -143,8 +143,8 @@ def published(tmp_path_factory, report_metrics):
 
 def test_every_file_exists(published):
     out, _ = published
-    for name in ["README.md", "index.html", "manifest.json", "ranks.csv", "neighbours.csv", "agreement.csv",
-                 *FAMILY_COLUMNS]:
+    for name in ["README.md", "index.html", "manifest.json", "ranks.csv", "neighbours.csv", "controls.csv",
+                 "agreement.csv", *FAMILY_COLUMNS]:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert not (out / "other.csv").exists() and not (out / "temporal.csv").exists()
 
@@ -197,6 +197,12 @@ def test_statistics_tables(published):
     assert set(tests["metric"]) == {"test-report-curve[mean98_99]", "test-report-mass", "test-report-spread"}
     assert (tests["better"] == "error_map").all() and (tests["n_shared"] == N_CLIPS * len(SEEDS)).all()
     assert tests["distinguishable"].all() and (tests["p_holm"] < 0.05).all()
+    controls = pd.read_csv(out / "controls.csv").set_index(["detector", "metric", "explainer"])
+    assert set(controls.index.get_level_values("explainer")) == {"error_map"}  # the failed cell has no rows
+    mass = controls.loc[("test-template", "test-report-mass", "error_map")]
+    assert mass["control"] == "random" and mass["n_shared"] == N_CLIPS * len(SEEDS)
+    assert mass["p_value"] == pytest.approx(1 / 2 ** (N_CLIPS * len(SEEDS)))  # one-sided, every clip better
+    assert controls["beats_control"].all()
     agreement = pd.read_csv(out / "agreement.csv").set_index(["metric_a", "metric_b"])
     assert agreement.loc[("test-report-mass", "test-report-spread"), "tau"] == pytest.approx(1.0)
 
@@ -207,6 +213,7 @@ def test_readme_flags_weak_detectors_and_marks_neighbours(published):
     assert "| explainer | Borda rank |" in readme
     assert "⚠ detector AUC 0.55 < 0.6" in readme
     assert "test-report-mass: error_map > random" in readme
+    assert "Above the random control" in readme and "test-report-mass (n 16): error_map (p " in readme
     assert "failed: CellFailure: shape (2, 3)" in readme
 
 
@@ -225,7 +232,7 @@ def test_manifest_records_provenance(published):
 def test_csvs_are_byte_identical_across_publishes(published):
     out, again = published
     names = sorted(p.name for p in out.glob("*.csv"))
-    assert names == sorted(p.name for p in again.glob("*.csv")) and len(names) == 6
+    assert names == sorted(p.name for p in again.glob("*.csv")) and len(names) == 7
     for name in names:
         assert (out / name).read_bytes() == (again / name).read_bytes(), name
 

@@ -11,6 +11,7 @@ from benchmark.leaderboard import leaderboard_table
 from benchmark.statistics import (
     MetricMeta,
     borda,
+    control_tests,
     family_ranks,
     headline_columns,
     holm,
@@ -154,3 +155,31 @@ def test_split_column():
     assert split_column("ff[95]") == ("ff", "95")
     assert split_column("sps") == ("sps", "")
     assert split_column("chunk_f1[mean98_99]") == ("chunk_f1", "mean98_99")
+
+
+def test_control_tests_are_one_sided_in_the_metric_direction_with_holm_over_explainers():
+    gains = np.arange(1.0, 11.0) / 100  # ten distinct per-clip gains
+    base = np.linspace(0.2, 0.4, 10)
+    rows = _rows({("random", "unit-score", ""): list(base), ("good", "unit-score", ""): list(base + gains),
+                  ("worse", "unit-score", ""): list(base - gains),
+                  ("random", "unit-error", ""): list(base), ("good", "unit-error", ""): list(base - gains),
+                  ("worse", "unit-error", ""): list(base + gains)})
+    lb = leaderboard_table(rows, [])
+    meta = {"unit-score": MetricMeta("localisation", True), "unit-error": MetricMeta("localisation", False)}
+    out = control_tests(lb, rows, ["unit-error", "unit-score"], meta=meta).set_index(["metric", "explainer"])
+    assert sorted(out.index) == [("unit-error", "good"), ("unit-error", "worse"), ("unit-score", "good"),
+                                 ("unit-score", "worse")]
+    for metric in ("unit-score", "unit-error"):  # lower is better for unit-error: 'good' is below random
+        good, worse = out.loc[(metric, "good")], out.loc[(metric, "worse")]
+        assert good["n_shared"] == 10 and good["control"] == "random"
+        assert good["p_value"] == pytest.approx(1 / 2 ** 10)  # exact one-sided: every clip favours 'good'
+        assert worse["p_value"] == pytest.approx(1.0)
+        assert good["p_holm"] == pytest.approx(2 / 2 ** 10)  # smallest of two p-values, times two
+        assert bool(good["beats_control"]) and not bool(worse["beats_control"])
+    assert out.loc[("unit-score", "good"), "control_mean"] == pytest.approx(base.mean())
+
+
+def test_control_tests_without_the_control_explainer_are_empty():
+    rows = _rows({("a", "unit-score", ""): [0.1, 0.2, 0.3], ("b", "unit-score", ""): [0.3, 0.2, 0.1]})
+    out = control_tests(leaderboard_table(rows, []), rows, ["unit-score"])
+    assert out.empty and "beats_control" in out.columns

@@ -32,6 +32,7 @@ from benchmark.types import Batch
 N_CLIPS = 32
 SPEC = preset("dcase")  # 128 x 313
 SAMPLES = 4
+ROUNDS = 3  # a shared VM's neighbours make single rounds noisy: compare the minima
 SETTINGS = {  # explainer -> (params, detector passes per clip)
     "saliency": ({}, 1),
     "integrated_gradients": ({"n_steps": SAMPLES}, SAMPLES),
@@ -108,5 +109,5 @@ def test_throughput(benchmark, name, pattern, detector, batch, per_forward):
            "roofline": lambda: roofline(name, detector, batch, per_forward)}[pattern]
     benchmark.group = name
     benchmark.extra_info.update(clips=N_CLIPS, passes_per_clip=SETTINGS[name][1], examples_per_forward=per_forward)
-    benchmark.pedantic(run, rounds=1, iterations=1)
-    benchmark.extra_info["clips_per_s"] = N_CLIPS / benchmark.stats.stats.mean
+    benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
+    benchmark.extra_info["clips_per_s"] = N_CLIPS / benchmark.stats.stats.min
