@@ -203,6 +203,8 @@ def test_statistics_tables(published):
     assert mass["control"] == "random" and mass["n_shared"] == N_CLIPS * len(SEEDS)
     assert mass["p_value"] == pytest.approx(1 / 2 ** (N_CLIPS * len(SEEDS)))  # one-sided, every clip better
     assert controls["beats_control"].all()
+    # complexity (and sanity) columns are not tested against a random map: it is no null there
+    assert set(controls.index.get_level_values("metric")) == {"test-report-curve[mean98_99]", "test-report-mass"}
     agreement = pd.read_csv(out / "agreement.csv").set_index(["metric_a", "metric_b"])
     assert agreement.loc[("test-report-mass", "test-report-spread"), "tau"] == pytest.approx(1.0)
 
