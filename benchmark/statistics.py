@@ -151,6 +151,31 @@ def clip_values(wide: pd.DataFrame, param: str) -> pd.Series | None:
     return None
 
 
+class ClipValues:
+    """Per-clip values behind leaderboard columns, one pivot per dataset × detector × metric (cached)."""
+
+    def __init__(self, rows: pd.DataFrame) -> None:
+        self.by_key = {key: g for key, g in rows.groupby(["dataset", "detector", "metric"], sort=True)}
+        self.wides: dict[tuple[str, ...], dict[str, pd.DataFrame]] = {}
+
+    def explainers(self, key: tuple[str, str, str]) -> dict[str, pd.DataFrame]:
+        if key not in self.wides:
+            self.wides[key] = per_clip_tables(self.by_key[key]) if key in self.by_key else {}
+        return self.wides[key]
+
+    def of(self, key: tuple[str, str, str], explainer: str, param: str) -> pd.Series | None:
+        tables = self.explainers(key)
+        return clip_values(tables[explainer], param) if explainer in tables else None
+
+
+def paired_test(a: pd.Series | None, b: pd.Series | None, alternative: str = "two-sided") -> tuple[int, float]:
+    """Wilcoxon on the (clip, seed) pairs two explainers share: (n_shared, p; NaN without pairs)."""
+    shared = a.index.intersection(b.index).sort_values() if a is not None and b is not None else []
+    if not len(shared):
+        return 0, float("nan")
+    return len(shared), paired_wilcoxon(a.loc[shared].to_numpy(), b.loc[shared].to_numpy(), alternative)
+
+
 def ranked_explainers(group: pd.DataFrame, column: str) -> list[str]:
     """Explainers of one dataset × detector with a finite value in `column`, best first."""
     ranked = pd.DataFrame({"explainer": group["explainer"], "rank": group[f"{column}.rank"].astype(float)})
@@ -166,16 +191,7 @@ def neighbour_tests(leaderboard: pd.DataFrame, rows: pd.DataFrame, columns: list
     of ranks 1 and 2), better, worse, better_mean, worse_mean, n_shared, p_value, p_holm, distinguishable.
     """
     out = []
-    by_key = {key: g for key, g in rows.groupby(["dataset", "detector", "metric"], sort=True)}
-    wides: dict[tuple[str, ...], dict[str, pd.DataFrame]] = {}
-
-    def values_of(key: tuple[str, ...], explainer: str, param: str) -> pd.Series | None:
-        if key not in by_key:
-            return None
-        if key not in wides:
-            wides[key] = per_clip_tables(by_key[key])
-        return clip_values(wides[key][explainer], param) if explainer in wides[key] else None
-
+    clips = ClipValues(rows)
     for (dataset, detector), group in leaderboard.groupby(GROUP, sort=True):
         for column in columns:
             if f"{column}.mean" not in group.columns:
@@ -183,15 +199,13 @@ def neighbour_tests(leaderboard: pd.DataFrame, rows: pd.DataFrame, columns: list
             metric, param = split_column(column)
             order = ranked_explainers(group, column)
             means = group.set_index("explainer")[f"{column}.mean"]
-            values = {ex: values_of((dataset, detector, metric), ex, param) for ex in order}
+            values = {ex: clips.of((dataset, detector, metric), ex, param) for ex in order}
             pairs = []
             for pos, (better, worse) in enumerate(pairwise(order), start=1):
-                a, b = values[better], values[worse]
-                shared = a.index.intersection(b.index).sort_values() if a is not None and b is not None else []
-                p = paired_wilcoxon(a.loc[shared].to_numpy(), b.loc[shared].to_numpy()) if len(shared) else np.nan
+                n, p = paired_test(values[better], values[worse])
                 pairs.append({"dataset": dataset, "detector": detector, "metric": column, "position": pos,
                               "better": better, "worse": worse, "better_mean": float(means[better]),
-                              "worse_mean": float(means[worse]), "n_shared": len(shared), "p_value": p})
+                              "worse_mean": float(means[worse]), "n_shared": n, "p_value": p})
             adjusted = holm(np.array([r["p_value"] for r in pairs], dtype=float))
             for r, q in zip(pairs, adjusted, strict=True):
                 r.update(p_holm=q, distinguishable=bool(np.isfinite(q) and q < alpha))
@@ -212,32 +226,29 @@ def control_tests(leaderboard: pd.DataFrame, rows: pd.DataFrame, columns: list[s
     p_value, p_holm, beats_control. Empty when the suite has no `control` explainer.
     """
     out = []
-    by_key = {key: g for key, g in rows.groupby(["dataset", "detector", "metric"], sort=True)}
+    clips = ClipValues(rows)
     for (dataset, detector), group in leaderboard.groupby(GROUP, sort=True):
         for column in columns:
             if f"{column}.mean" not in group.columns:
                 continue
             metric, param = split_column(column)
             key = (dataset, detector, metric)
-            tables = per_clip_tables(by_key[key]) if key in by_key else {}
+            tables = clips.explainers(key)
             if control not in tables:
                 continue
-            base = clip_values(tables[control], param)
+            base = clips.of(key, control, param)
             means = group.set_index("explainer")[f"{column}.mean"]
             info = (meta or {}).get(metric) or metric_meta(metric)
             alternative = "greater" if info.higher_is_better else "less"
             tests = []
             for explainer in sorted(set(tables) - {control}):
-                values = clip_values(tables[explainer], param)
+                values = clips.of(key, explainer, param)
                 if values is None or base is None:
                     continue
-                shared = values.index.intersection(base.index).sort_values()
-                p = (paired_wilcoxon(values.loc[shared].to_numpy(), base.loc[shared].to_numpy(), alternative)
-                     if len(shared) else np.nan)
+                n, p = paired_test(values, base, alternative)
                 tests.append({"dataset": dataset, "detector": detector, "metric": column, "explainer": explainer,
                               "control": control, "explainer_mean": float(means.get(explainer, np.nan)),
-                              "control_mean": float(means.get(control, np.nan)), "n_shared": len(shared),
-                              "p_value": p})
+                              "control_mean": float(means.get(control, np.nan)), "n_shared": n, "p_value": p})
             adjusted = holm(np.array([t["p_value"] for t in tests], dtype=float))
             for t, q in zip(tests, adjusted, strict=True):
                 t.update(p_holm=q, beats_control=bool(np.isfinite(q) and q < alpha))
