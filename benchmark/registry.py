@@ -10,6 +10,7 @@ point names a module that is imported (its decorators register) before the regis
 """
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib
 import inspect
@@ -46,9 +47,15 @@ class Plugin:
         return Path(inspect.getsourcefile(self.factory) or "")
 
     def source_hash(self) -> str:
-        """Hash of the file that defines the plugin: editing it invalidates only its cells."""
+        """Hash of the file that defines the plugin and of the same-package modules it imports (its
+        private helpers, like `adapters/detectors/_skip_cae.py`): editing them invalidates only its cells."""
         path = self.source_file
-        return sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "nosource"
+        if not path.is_file():
+            return "nosource"
+        h = sha256()
+        for file in local_sources(path):
+            h.update(file.name.encode() + b"\0" + file.read_bytes())
+        return h.hexdigest()[:16]
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "version": self.version, "summary": self.summary}
@@ -60,6 +67,24 @@ class Plugin:
             out["defaults"] = self.defaults
         out.update(self.extra)
         return out
+
+
+def local_sources(path: Path) -> list[Path]:
+    """`path` and the modules of its own package it imports with relative imports, transitively, sorted."""
+    seen: set[Path] = set()
+    todo = [path]
+    while todo:
+        file = todo.pop()
+        if file in seen or not file.is_file():
+            continue
+        seen.add(file)
+        for node in ast.walk(ast.parse(file.read_bytes(), filename=str(file))):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    todo.append(file.parent / f"{node.module.split('.')[0]}.py")
+                else:
+                    todo.extend(file.parent / f"{alias.name}.py" for alias in node.names)
+    return sorted(seen)
 
 
 class Registry:

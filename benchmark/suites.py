@@ -58,10 +58,15 @@ class PluginConfig:
         return registry(self.kind).get(self.name)
 
     def identity(self) -> dict[str, Any]:
-        """What the cell key hashes: name, params, budget, plugin version and source hash."""
+        """What the cell key hashes: name, params, budget, plugin version, source hash and the hash of the
+        plugin's `content_inputs(params)` where it has them."""
         p = self.plugin
         out: dict[str, Any] = {"name": self.name, "params": self.params, "version": p.version,
                                "source": p.source_hash()}
+        # files outside the source that shape the plugin's output, like a synthetic dataset's recipe
+        content_inputs = getattr(p.factory, "content_inputs", None)
+        if content_inputs is not None:
+            out["inputs"] = sha256(content_inputs(self.params)).hexdigest()[:16]
         if self.budget is not None:
             out["budget"] = vars(self.budget)
         return out

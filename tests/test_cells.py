@@ -152,3 +152,24 @@ def test_the_controls_suite_reuses_the_quick_detectors():
     controls = {(t.dataset.name, t.detector.name): t.key for t in expand(load_suite("controls"))[0]}
     assert {d for _, d in controls} == {"ae", "mae", "dense_ae"}
     assert all(quick[k] == key for k, key in controls.items())
+
+
+def test_key_changes_with_the_synthetic_recipe(tmp_path, monkeypatch):
+    import adapters.datasets._synthesis as synthesis
+
+    def train_keys() -> list[str]:
+        suite = write(tmp_path, SUITE.replace("[datasets.test-blobs]\nn_train = 12",
+                                              '[datasets.synthetic-planer]\nsize = "tiny"'))
+        return [t.key for t in expand(load_suite(str(suite)))[0]]
+
+    before = train_keys()
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    text = (synthesis.RECIPES_DIR / "synthetic-planer.toml").read_text()
+    monkeypatch.setattr(synthesis, "RECIPES_DIR", recipes)
+    (recipes / "synthetic-planer.toml").write_text(text)
+    assert train_keys() == before  # same bytes, same cells
+    assert "duration_median_s = 1.2" in text
+    (recipes / "synthetic-planer.toml").write_text(text.replace("duration_median_s = 1.2", "duration_median_s = 1.3"))
+    after = train_keys()
+    assert len(after) == 2 and not set(after) & set(before)

@@ -45,3 +45,29 @@ def test_source_hash_tracks_the_defining_file():
     plugin = registry("detector").get("dense_ae")
     assert plugin.source_file.name == "dense_ae.py"
     assert len(plugin.source_hash()) == 16 and plugin.source_hash() == plugin.source_hash()
+
+
+
+def test_source_hash_covers_the_same_package_modules_imported(tmp_path, monkeypatch):
+    from benchmark.registry import Plugin, local_sources
+    plugin = registry("detector").get("ae")
+    assert [f.name for f in local_sources(plugin.source_file)] == ["_skip_cae.py", "ae.py"]
+    pkg = tmp_path / "xaipkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "parse_only.py").write_text("from ._helper import h\nfrom . import other\nfrom ..core import g\nimport os\n")
+    (pkg / "plugin.py").write_text("from ._helper import h\n\n\ndef make():\n    return h\n")
+    (pkg / "_helper.py").write_text("from ._deeper import h\n")
+    (pkg / "_deeper.py").write_text("h = 1\n")
+    (pkg / "other.py").write_text("")
+    (pkg / "unused.py").write_text("")
+    assert [f.name for f in local_sources(pkg / "parse_only.py")] == [
+        "_deeper.py", "_helper.py", "other.py", "parse_only.py"]
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from xaipkg.plugin import make
+    fake = Plugin(kind="explainer", name="fake", factory=make, summary="", version=1)
+    before = fake.source_hash()
+    (pkg / "unused.py").write_text("x = 1\n")
+    assert fake.source_hash() == before
+    (pkg / "_deeper.py").write_text("h = 2\n")
+    assert fake.source_hash() != before and len(fake.source_hash()) == 16

@@ -136,6 +136,12 @@ class SyntheticDataset(Dataset):
     truth = frozenset({"intervals", "tf_mask", "audio"})
     has_waveforms = True
 
+    @classmethod
+    def content_inputs(cls, params: dict[str, Any]) -> bytes:
+        """The recipe's bytes: cells are keyed by the recipe their clips were drawn from (`PluginConfig.identity`)."""
+        file, _ = load_recipe(cls.recipe_name, params.get("recipe"))
+        return file.read_bytes()
+
     def __init__(self, seed: int = 0, size: str = "quick", difficulty: float | None = None,
                  recipe: str | None = None, **overrides: Any):
         self.recipe_file, self.recipe = load_recipe(self.recipe_name, recipe)
