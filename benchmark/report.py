@@ -322,7 +322,9 @@ def this_machine() -> dict[str, Any]:
     import torch
     cuda = torch.cuda.is_available()
     return {"cuda_available": cuda, "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
-            "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads()}
+            "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
+            # the kernels torch dispatches to (e.g. AVX2, AVX512): they set the rounding of CPU results
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def plugin_identities(names: dict[str, set[str]]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -382,9 +384,9 @@ def build_manifest(folder: Path, *, suite_name: str, manifest: dict, records: li
         "cells": {"train": len(manifest.get("train", [])), "evaluate": len(manifest.get("evaluate", [])),
                   **{s: statuses.count(s) for s in ("done", "failed", "skipped")}},
         "data": data,
-        "data_hash_note": ("config_hash hashes each dataset's resolved params, plugin version and adapter source "
-                           "hash (what the cell keys hash); the audio files themselves are not hashed. Empty when "
-                           "the suite file changed since the run."),
+        "data_hash_note": ("config_hash hashes each dataset's resolved params, plugin version, adapter source "
+                           "hash and recipe hash (`inputs`, what the cell keys hash); the audio files themselves "
+                           "are not hashed. Empty when the suite file changed since the run."),
         "plugins": plugin_identities(names),
         "statistics": {"ci": "95 % percentile bootstrap over clips, 1000 resamples",
                        "test": "two-sided Wilcoxon signed-rank on shared (clip, seed) pairs of ranked neighbours",

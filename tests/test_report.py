@@ -225,6 +225,9 @@ def test_manifest_records_provenance(published):
     assert set(m["git"]) == {"commit", "dirty"}
     assert m["packages"]["torch"] and m["packages"]["numpy"]
     assert m["seeds"] == [0, 1] and m["device"] == "cpu"
+    import torch
+    assert m["published_on"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability() != ""
+    assert m["published_on"]["torch_threads"] == torch.get_num_threads()
     assert len(m["data"]["test-blobs"]["config_hash"]) == 16
     assert m["plugins"]["explainer"]["error_map"]["version"] == 1
     assert set(m["plugins"]["metric"]) == {"test-report-curve", "test-report-mass", "test-report-spread"}
