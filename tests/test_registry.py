@@ -47,7 +47,6 @@ def test_source_hash_tracks_the_defining_file():
     assert len(plugin.source_hash()) == 16 and plugin.source_hash() == plugin.source_hash()
 
 
-
 def test_source_hash_covers_the_same_package_modules_imported(tmp_path, monkeypatch):
     from benchmark.registry import Plugin, local_sources
     plugin = registry("detector").get("ae")

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+import torch
 
 import tests.engine_plugins  # noqa: F401  (registers test-blobs, test-template, test-scorer, test-badshape)
 from benchmark.leaderboard import leaderboard_table
@@ -225,7 +226,6 @@ def test_manifest_records_provenance(published):
     assert set(m["git"]) == {"commit", "dirty"}
     assert m["packages"]["torch"] and m["packages"]["numpy"]
     assert m["seeds"] == [0, 1] and m["device"] == "cpu"
-    import torch
     assert m["published_on"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability() != ""
     assert m["published_on"]["torch_threads"] == torch.get_num_threads()
     assert len(m["data"]["test-blobs"]["config_hash"]) == 16
