@@ -17,6 +17,7 @@ import inspect
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from hashlib import sha256
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -53,8 +54,8 @@ class Plugin:
         if not path.is_file():
             return "nosource"
         h = sha256()
-        for file in local_sources(path):
-            h.update(file.name.encode() + b"\0" + file.read_bytes())
+        for file, data in _source_closure(path):
+            h.update(file.name.encode() + b"\0" + data)
         return h.hexdigest()[:16]
 
     def describe(self) -> dict[str, Any]:
@@ -71,20 +72,34 @@ class Plugin:
 
 def local_sources(path: Path) -> list[Path]:
     """`path` and the modules of its own package it imports with relative imports, transitively, sorted."""
-    seen: set[Path] = set()
+    return [file for file, _ in _source_closure(path)]
+
+
+def _source_closure(path: Path) -> list[tuple[Path, bytes]]:
+    """(file, bytes) of `local_sources(path)`, each file read once."""
+    found: dict[Path, bytes] = {}
     todo = [path]
     while todo:
         file = todo.pop()
-        if file in seen or not file.is_file():
+        if file in found or not file.is_file():
             continue
-        seen.add(file)
-        for node in ast.walk(ast.parse(file.read_bytes(), filename=str(file))):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                if node.module:
-                    todo.append(file.parent / f"{node.module.split('.')[0]}.py")
-                else:
-                    todo.extend(file.parent / f"{alias.name}.py" for alias in node.names)
-    return sorted(seen)
+        found[file] = data = file.read_bytes()
+        todo.extend(_relative_imports(file, data))
+    return sorted(found.items())
+
+
+@lru_cache(maxsize=512)
+def _relative_imports(file: Path, data: bytes) -> tuple[Path, ...]:
+    """Parsed once per content of a file: every cell key hashes its plugins' sources, so a suite asks for the
+    same few files thousands of times."""
+    imported: list[Path] = []
+    for node in ast.walk(ast.parse(data, filename=str(file))):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                imported.append(file.parent / f"{node.module.split('.')[0]}.py")
+            else:
+                imported.extend(file.parent / f"{alias.name}.py" for alias in node.names)
+    return tuple(imported)
 
 
 class Registry:
