@@ -28,9 +28,12 @@ def _names(value: str) -> list[str]:
 
 def _seeds(value: str) -> list[int]:
     try:
-        return [int(v) for v in _names(value)]
+        seeds = [int(v) for v in _names(value)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"--seeds takes integers, got {value!r}") from None
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"--seeds takes one or more non-negative integers, got {value!r}")
+    return list(dict.fromkeys(seeds))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,30 +118,53 @@ def _short(v) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
     from . import replay
+    from .integrity import store_lock
     from .suites import suite_path
 
     t0 = time.monotonic()
     suite_file = suite_path(args.suite)
-    replayed = replay.try_replay(args, _suite_name(suite_file), suite_file)
-    if replayed is not None:
-        print(f"{_suite_name(suite_file)}: every cell cached and nothing changed since the last complete run; "
-              f"leaderboards copied to {replayed} in {time.monotonic() - t0:.1f} s")
-        return 0
+    name = _suite_name(suite_file)
+    with ExitStack() as held:
+        locked = Path(args.out).is_dir()  # only an existing store can be replayed; a new one waits for validation
+        if locked:
+            held.enter_context(store_lock(args.out))
+            replayed = replay.try_replay(args, name, suite_file)
+            if replayed is not None:
+                print(f"{name}: every cell cached and nothing changed since the last complete run; "
+                      f"leaderboards copied to {replayed} in {time.monotonic() - t0:.1f} s")
+                return 0
+        from .executors import make_executor
+        from .workspace import resolve_device
 
-    from .executors import make_executor
-    from .leaderboard import publish
-    from .runner import run_suite
-    from .store import Store
-    from .suites import load_suite, narrow
-    from .workspace import resolve_device
+        suite = _validated_suite(args)
+        device, executor = resolve_device(args.device), make_executor(args.executor)
+        if not locked:
+            held.enter_context(store_lock(args.out))
+        return _run_locked(args, suite, device, executor, t0)
+
+
+def _validated_suite(args: argparse.Namespace):
+    """The suite as narrowed by the CLI filters, checked whole (plugins, parameters, budgets, dataset sizes)
+    before anything is written."""
+    from .suites import check_datasets, load_suite, narrow
 
     suite = narrow(load_suite(args.suite), datasets=args.datasets, detectors=args.detectors,
                    explainers=args.explainers, seeds=args.seeds)
     if args.data_root:
         suite = _with_data_root(suite, args.data_root)
-    device = resolve_device(args.device)
-    executor = make_executor(args.executor)
+    check_datasets(suite)
+    return suite
+
+
+def _run_locked(args: argparse.Namespace, suite, device, executor, t0: float) -> int:
+    from . import replay
+    from .leaderboard import publish
+    from .runner import run_suite
+    from .store import Store
+
     summary = run_suite(suite, out=args.out, device=device, executor=executor,
                         show_progress=not args.no_progress and sys.stderr.isatty())
     folder = publish(Store(args.out), suite.name, args.leaderboards)
@@ -154,12 +180,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _suite_name(suite_file: Path) -> str:
-    """The suite's `name` (its file stem by default), read without loading any plugin."""
+    """The suite's `name` (its file stem by default), read without loading any plugin, checked to be a name
+    that can be a folder of `--leaderboards`."""
     import tomllib
+
+    from .integrity import check_name
     try:
-        return str(tomllib.loads(suite_file.read_text()).get("name", suite_file.stem))
+        name = tomllib.loads(suite_file.read_text()).get("name", suite_file.stem)
     except tomllib.TOMLDecodeError:
-        return suite_file.stem
+        name = suite_file.stem
+    return check_name(name, f"suite '{suite_file}': name")
 
 
 def _with_data_root(suite, data_root: str):
@@ -181,11 +211,16 @@ def _factory_params(config) -> list[str]:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    from .integrity import store_lock
     from .leaderboard import publish
     from .store import Store
     from .suites import load_suite
     name = load_suite(args.suite).name
-    folder = publish(Store(args.out), name, args.leaderboards)
+    if not Path(args.out).is_dir():
+        raise BenchmarkError(f"no results store at '{args.out}': run `python -m benchmark run --suite {name} "
+                             f"--out {args.out}` first, or pass the --out folder of a run")
+    with store_lock(args.out):
+        folder = publish(Store(args.out), name, args.leaderboards)
     print(f"published {name} to {folder}")
     return 0
 

@@ -11,13 +11,14 @@ import soundfile as sf
 import torch
 
 from .cells import DATASET_NEEDS, EvaluateCell
-from .dataset import ClipTable, Dataset
+from .dataset import ClipTable, Dataset, notice
 from .detector import Budget, Detector
 from .errors import CellFailure
+from .executors import Outcome
 from .explainer import Explainer
 from .metrics.context import MetricContext, MetricResult
 from .registry import registry
-from .store import DONE, FAILED, atomic_write_bytes
+from .store import DONE, FAILED, DamagedFile, checkpoint_bytes
 from .training import clip_rows
 from .types import Batch, Explanation
 from .workspace import Workspace, seed_everything
@@ -74,22 +75,31 @@ def _capabilities(detector: Detector) -> frozenset[str]:
     return frozenset()
 
 
-def prepare_explainer(cell: EvaluateCell, ws: Workspace, detector: Detector, spec) -> tuple[Explainer, dict]:
+def prepare_explainer(cell: EvaluateCell, ws: Workspace, detector: Detector,
+                      spec) -> tuple[Explainer, dict, dict[str, bytes]]:
+    """The cell's explainer bound to the device, trained (or loaded) where it learns; its fit log; and the
+    interpreter checkpoint it trained, for the driver to store (an unreadable stored one is trained anew)."""
     explainer = registry("explainer").make(cell.explainer.name, **cell.explainer.params)
     explainer.bind(spec, ws.device)
     log: dict[str, Any] = {}
+    files: dict[str, bytes] = {}
     if explainer.trains:
-        state = ws.store.load_checkpoint(cell.interpreter_key, ws.device)
+        try:
+            state = ws.store.load_checkpoint(cell.interpreter_key, ws.device)
+        except DamagedFile as exc:
+            notice(f"{exc}: training the interpreter again")
+            state = None
         if state is None:
             seed_everything(cell.train.seed)
             train = ws.table(cell.train.dataset, "train")
             log = explainer.fit(detector, train.where(train.labels == 0), seed=cell.train.seed,
                                 budget=cell.explainer.budget or Budget())
-            ws.store.save_checkpoint(cell.interpreter_key, {"state": explainer.state_dict(), "log": log})
+            files[ws.store.checkpoint_relpath(cell.interpreter_key)] = checkpoint_bytes(
+                {"state": explainer.state_dict(), "log": log})
         else:
             explainer.load_state_dict(state["state"])
             log = state.get("log", {})
-    return explainer, log
+    return explainer, log, files
 
 
 def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str], None] | None = None):
@@ -102,7 +112,7 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
     if ws.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(ws.device)
     seed_everything(seed)
-    explainer, fit_log = prepare_explainer(cell, ws, detector, dataset.spec)
+    explainer, fit_log, files = prepare_explainer(cell, ws, detector, dataset.spec)
     provides = dataset_provides(dataset)
     chosen = select_clips(test, evaluate, seed)
     rows: list[dict[str, Any]] = []
@@ -157,7 +167,7 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
             passes["metric_forward"] += result.forward_passes * len(sub)
             passes["metric_backward"] += result.backward_passes * len(sub)
         if bi == 0:
-            save_examples(ws, cell, batch, expl, dataset.spec.sample_rate, evaluate["examples"])
+            files.update(example_files(ws, cell, batch, expl, dataset.spec.sample_rate, evaluate["examples"]))
         if progress:
             progress(f"batch {bi + 1}/{n_batches}")
     n = max(1, len(chosen))
@@ -167,7 +177,8 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
               "failed_metrics": failures, "fit_log": fit_log, "cost": cost}
     if failures:
         record["reason"] = "; ".join(f"{k}: {v}" for k, v in sorted(failures.items()))
-    return record, rows
+    uses = [ws.store.checkpoint_relpath(cell.interpreter_key)] if explainer.trains else []
+    return Outcome(cell.key, record, rows, files=files, uses=uses)
 
 
 def _metric_rows(base: list[dict], sub: list[int], name: str, result: MetricResult) -> list[dict]:
@@ -193,11 +204,13 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def save_examples(ws: Workspace, cell: EvaluateCell, batch: Batch, expl: Explanation, sample_rate: int,
-                  count: int) -> None:
-    """A few clips per cell for the gallery: log-mel, attribution and truth (npz), explanation audio (wav)."""
+def example_files(ws: Workspace, cell: EvaluateCell, batch: Batch, expl: Explanation, sample_rate: int,
+                  count: int) -> dict[str, bytes]:
+    """A few clips per cell for the gallery: log-mel, attribution and truth (npz), explanation audio (wav), as
+    store-relative path -> bytes for the driver to write."""
     t = cell.train
-    folder = ws.store.examples_dir(cell.key, t.dataset.name, t.detector.name, f"{cell.explainer.name}-s{t.seed}")
+    folder = ws.store.examples_relpath(cell.key, t.dataset.name, t.detector.name, f"{cell.explainer.name}-s{t.seed}")
+    files: dict[str, bytes] = {}
     for i in range(min(count, len(batch))):
         arrays = {"x": batch.x[i, 0].detach().cpu().numpy().astype(np.float16),
                   "attribution": expl.attribution[i].detach().float().cpu().numpy().astype(np.float16)}
@@ -206,7 +219,7 @@ def save_examples(ws: Workspace, cell: EvaluateCell, batch: Batch, expl: Explana
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
         stem = batch.ids[i].replace("/", "__")
-        atomic_write_bytes(folder / f"{stem}.npz", buf.getvalue())
+        files[f"{folder}/{stem}.npz"] = buf.getvalue()
         if expl.audio is not None:
             waves = (("input", batch.waveform), ("explanation", expl.audio),
                      ("masked_out", expl.extra.get("audio_masked_out")))
@@ -217,4 +230,5 @@ def save_examples(ws: Workspace, cell: EvaluateCell, batch: Batch, expl: Explana
                 peak = float(np.abs(w).max()) or 1.0
                 out = io.BytesIO()
                 sf.write(out, w / max(1.0, peak), sample_rate, format="WAV", subtype="PCM_16")
-                atomic_write_bytes(folder / f"{stem}.{tag}.wav", out.getvalue())
+                files[f"{folder}/{stem}.{tag}.wav"] = out.getvalue()
+    return files

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .errors import BenchmarkError
@@ -16,11 +16,14 @@ from .errors import BenchmarkError
 
 @dataclass
 class Outcome:
-    """What a cell returns: its record (status, reason, cost) and its result rows."""
+    """What a cell returns: its record (status, reason, cost), its result rows, the files it made (store-relative
+    path -> bytes: checkpoints, examples) and the existing store files its result relies on."""
 
     key: str
     record: dict[str, Any]
     rows: list[dict[str, Any]] | None
+    files: dict[str, bytes] = field(default_factory=dict)
+    uses: list[str] = field(default_factory=list)
 
 
 class Executor(Protocol):
@@ -33,14 +36,14 @@ class LocalExecutor:
             yield fn(cell)
 
 
-def guarded(run: Callable[[Any], tuple[dict, list]], cell: Any) -> Outcome:
-    """Run a cell; any exception becomes that cell's recorded failure and the suite goes on."""
+def guarded(run: Callable[[Any], Outcome], cell: Any) -> Outcome:
+    """Run a cell; any exception (a plugin's `SystemExit` too, anything but Ctrl-C) becomes that cell's recorded
+    failure and the suite goes on."""
     try:
-        record, rows = run(cell)
-        return Outcome(cell.key, record, rows)
+        return run(cell)
     except KeyboardInterrupt:
         raise
-    except Exception as exc:
+    except BaseException as exc:
         reason = f"{type(exc).__name__}: {exc}".strip()
         detail = traceback.format_exc(limit=6)
         return Outcome(cell.key, {**cell.describe(), "status": "failed", "reason": reason, "traceback": detail},

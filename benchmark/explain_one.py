@@ -28,6 +28,7 @@ from .explainer import Explainer
 from .features import FeatureSpec, LogMel, preset
 from .figures import explanation_figure, safe_name
 from .registry import registry
+from .store import Store, read_checkpoint
 from .suites import load_suite
 from .types import Batch, Explanation
 from .workspace import resolve_device
@@ -79,6 +80,8 @@ def read_clip(wav: Path, spec: FeatureSpec, n_samples: int) -> tuple[torch.Tenso
         raise BenchmarkError(f"cannot read '{wav}' as audio ({exc}); pass a WAV/FLAC file") from None
     if data.shape[0] == 0:
         raise BenchmarkError(f"'{wav}' holds no samples")
+    if not np.isfinite(data).all():
+        raise BenchmarkError(f"'{wav}' has non-finite samples (NaN or infinity): pass a recording of finite samples")
     mono = torch.from_numpy(data.mean(axis=1))
     if rate != spec.sample_rate:
         mono = torchaudio.functional.resample(mono, rate, spec.sample_rate)
@@ -93,9 +96,10 @@ def find_train_checkpoint(suite_run: Path, detector: str, dataset: str | None) -
     if not cells.is_dir():
         raise BenchmarkError(f"'{suite_run}' has no cells/ folder: pass the --out folder of a suite run")
     found = []
+    store = Store(suite_run)
     for path in sorted(cells.glob("*/cell.json")):
-        record = json.loads(path.read_text())
-        if record.get("cell") == "train" and record.get("status") == "done":
+        record = store.status(path.parent.name)
+        if record is not None and record.get("cell") == "train" and record.get("status") == "done":
             found.append((path.parent.name, record))
     mine = [(k, r) for k, r in found if r["detector"] == detector and dataset in (None, r["dataset"])]
     if not mine:
@@ -117,8 +121,8 @@ def find_train_checkpoint(suite_run: Path, detector: str, dataset: str | None) -
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     if not Path(path).is_file():
         raise BenchmarkError(f"checkpoint '{path}' does not exist: pass <out>/checkpoints/<key>.pt of a train cell")
-    ckpt = torch.load(path, map_location=device, weights_only=False)
-    if not isinstance(ckpt, dict) or not {"state", "grid", "n_groups"} <= set(ckpt):
+    ckpt = read_checkpoint(Path(path), device)
+    if not {"state", "grid", "n_groups"} <= set(ckpt):
         raise BenchmarkError(f"'{path}' is not a detector checkpoint (needs state, grid, n_groups): "
                              f"pass the checkpoint of a train cell")
     return ckpt
@@ -155,7 +159,10 @@ def interpreter_state(suite_run: Path | None, train_key: str | None, explainer: 
             if cell.train.key == train_key and cell.explainer.name == explainer:
                 path = Path(suite_run) / "checkpoints" / f"{cell.interpreter_key}.pt"
                 if path.is_file():
-                    return torch.load(path, map_location=device, weights_only=False)["state"]
+                    state = read_checkpoint(path, device).get("state")
+                    if not isinstance(state, dict):
+                        raise BenchmarkError(f"'{path}' holds no interpreter state: rerun the suite to retrain it")
+                    return state
     raise BenchmarkError(f"no trained {explainer!r} for train cell {train_key} in '{suite_run}' under the current "
                          f"adapter sources: rerun the suite (it evaluates {explainer} with this detector) to train it")
 

@@ -10,12 +10,14 @@ gives byte-identical files.
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .errors import BenchmarkError
+from .integrity import check_name, inside, remove_stale_staging, staging_folder, swap_in
 from .metrics.detection import detection_table
 from .registry import registry
 from .report import write_report
@@ -151,15 +153,45 @@ def _csv_bytes(df: pd.DataFrame) -> bytes:
 
 
 def publish(store: Store, suite_name: str, leaderboards: Path) -> Path:
-    """Rebuild `leaderboards/<suite>/` from the store's record of the suite's last run."""
+    """Rebuild `leaderboards/<suite>/` from the store's record of the suite's last run: written whole into a
+    staging folder and renamed into place, so readers see the old folder or the new one, never a mix. A cell
+    whose files no longer verify stops the publish (`BenchmarkError`, "re-run")."""
+    check_name(suite_name, "suite name")
     manifest = store.suite_manifest(suite_name)
     if manifest is None:
         raise BenchmarkError(f"no run of suite {suite_name!r} in '{store.root}': run "
                              f"`python -m benchmark run --suite {suite_name} --out {store.root}` first")
     keys = manifest["train"] + manifest["evaluate"]
+    damaged = [(k, p) for k in keys if (p := store.problem(k)) is not None]
+    if damaged:
+        key, problem = damaged[0]
+        label = (store.status(key) or {}).get("label", key)
+        more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+        raise BenchmarkError(f"cell {label} ({key[:10]}) is damaged: {problem}{more}; re-run "
+                             f"`python -m benchmark run --suite {suite_name} --out {store.root}` to recompute it")
     rows = store.rows(keys)
     records = store.records(keys)
-    folder = Path(leaderboards) / suite_name
+    target = inside(leaderboards, Path(leaderboards) / suite_name)
+    remove_stale_staging(target.parent)
+    try:
+        staging = staging_folder(target)
+    except OSError as exc:
+        raise BenchmarkError(f"cannot write leaderboards into '{leaderboards}': {exc.strerror or exc}") from None
+    try:
+        _write_tables(staging, store, suite_name, manifest, rows, records)
+        swap_in(staging, target)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise BenchmarkError(f"cannot write leaderboards into '{leaderboards}' ({exc.strerror or exc}); nothing "
+                             f"was changed there: free space or pass another --leaderboards") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _write_tables(folder: Path, store: Store, suite_name: str, manifest: dict, rows: pd.DataFrame,
+                  records: list[dict]) -> None:
     scores = rows[rows["metric"] == SCORE_METRIC]
     leaderboard = leaderboard_table(rows, records)
     detectors = detection_table(scores)
@@ -168,4 +200,3 @@ def publish(store: Store, suite_name: str, leaderboards: Path) -> Path:
     atomic_write_bytes(folder / "cost.csv", _csv_bytes(cost_table(records)))
     write_report(folder, suite_name=suite_name, leaderboard=leaderboard, detectors=detectors, rows=rows,
                  records=records, store=store, manifest=manifest)
-    return folder

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BenchmarkError, UnknownPluginError
+from .integrity import check_name
 
 KINDS = ("dataset", "detector", "explainer", "metric")
 ENTRY_POINT_GROUP = "benchmark.adapters"
@@ -122,6 +123,8 @@ class Registry:
         defaults: dict[str, Any] | None = None,
         **extra: Any,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        check_name(name, f"{self.kind} plugin name")  # names become folders of the store and the tables
+
         def decorate(factory: Callable[..., Any]) -> Callable[..., Any]:
             if name in self._plugins and self._plugins[name].factory is not factory:
                 previous = self._plugins[name].source_file

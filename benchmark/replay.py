@@ -12,10 +12,12 @@ import hashlib
 import importlib.util
 import json
 import shutil
-import tempfile
+import sys
 from argparse import Namespace
 from importlib.metadata import entry_points
 from pathlib import Path
+
+from .integrity import check_name, folder_digests, inside, record_problem, remove_stale_staging, staging_folder, swap_in
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTRY_POINT_GROUP = "benchmark.adapters"
@@ -48,33 +50,63 @@ def replay_key(args: Namespace, suite_file: Path) -> str:
 
 
 def _published_copy(out: Path, suite_name: str, key: str) -> Path:
-    return out / "published" / f"{suite_name}-{key}"
+    return out / "published" / f"{check_name(suite_name, 'suite name')}-{key}"
 
 
 def _all_cells_finished(out: Path, suite_name: str) -> bool:
-    manifest = out / "suites" / f"{suite_name}.json"
-    if not manifest.is_file():
+    """Every cell of the suite's last run has a finished record whose files verify."""
+    try:
+        record = json.loads((out / "suites" / f"{suite_name}.json").read_text())
+        keys = record["train"] + record["evaluate"]
+    except (OSError, ValueError, KeyError, TypeError):
         return False
-    record = json.loads(manifest.read_text())
-    for key in record["train"] + record["evaluate"]:
-        cell = out / "cells" / key / "cell.json"
-        if not cell.is_file() or json.loads(cell.read_text())["status"] not in ("done", "skipped"):
+    for key in keys:
+        try:
+            cell = json.loads((out / "cells" / key / "cell.json").read_text())
+        except (OSError, ValueError):
+            return False
+        if cell.get("status") not in ("done", "skipped") or record_problem(out, cell) is not None:
             return False
     return True
 
 
+def copy_problem(copy: Path) -> str | None:
+    """Why a stored published copy cannot be replayed (a file differs from, or is missing in, its manifest's
+    list, or a file is not listed), or None when it matches its manifest exactly."""
+    try:
+        listed = json.loads((copy / "manifest.json").read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its manifest.json is missing or unreadable"
+    if not isinstance(listed, dict):
+        return "its manifest.json lists no files"
+    found = folder_digests(copy, skip=("manifest.json",))
+    if found != listed:
+        changed = sorted(set(found) ^ set(listed)) or sorted(k for k in found if found[k] != listed.get(k))
+        return f"{changed[0]} differs from its manifest"
+    return None
+
+
 def try_replay(args: Namespace, suite_name: str, suite_file: Path) -> Path | None:
-    """The leaderboard folder written from the stored copy, or None when a replay does not apply."""
+    """The leaderboard folder written from the stored copy, or None when a replay does not apply (a stored copy
+    that fails its manifest's hashes is discarded with a notice, and the run publishes afresh)."""
     copy = _published_copy(args.out, suite_name, replay_key(args, suite_file))
     if not copy.is_dir() or not _all_cells_finished(args.out, suite_name):
         return None
-    target = Path(args.leaderboards) / suite_name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{suite_name}."))
-    shutil.copytree(copy, staging, dirs_exist_ok=True)
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
+    problem = copy_problem(copy)
+    if problem is not None:
+        print(f"notice: the stored copy of the published '{suite_name}' folder is damaged ({problem}): "
+              f"publishing it again from the store", file=sys.stderr)
+        shutil.rmtree(copy, ignore_errors=True)
+        return None
+    target = inside(args.leaderboards, Path(args.leaderboards) / suite_name)
+    remove_stale_staging(target.parent)
+    staging = staging_folder(target)
+    try:
+        shutil.copytree(copy, staging, dirs_exist_ok=True)
+        swap_in(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return target
 
 
@@ -83,7 +115,11 @@ def remember(args: Namespace, suite_name: str, suite_file: Path, folder: Path) -
     copy = _published_copy(args.out, suite_name, replay_key(args, suite_file))
     if copy.exists():
         return
-    copy.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=copy.parent, prefix=".staging."))
-    shutil.copytree(folder, staging, dirs_exist_ok=True)
-    staging.rename(copy)
+    remove_stale_staging(copy.parent)
+    staging = staging_folder(copy)
+    try:
+        shutil.copytree(folder, staging, dirs_exist_ok=True)
+        staging.rename(copy)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

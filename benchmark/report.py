@@ -32,6 +32,7 @@ import pandas as pd
 
 from . import figures
 from .errors import BenchmarkError
+from .integrity import folder_digests
 from .registry import registry
 from .statistics import (
     ALPHA,
@@ -394,7 +395,8 @@ def build_manifest(folder: Path, *, suite_name: str, manifest: dict, records: li
                                        "the metric's direction, Holm over the explainers of a ranking",
                        "correction": f"{CORRECTION} over the neighbour pairs of each ranking", "alpha": alpha,
                        "min_auc": min_auc},
-        "files": {p.name: sha256(p.read_bytes()).hexdigest()[:16] for p in sorted(folder.glob("*.csv"))},
+        # every file of the folder but this one: replay checks a stored copy against them before using it
+        "files": folder_digests(folder, skip=("manifest.json",)),
     }
 
 

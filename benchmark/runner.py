@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .cells import EvaluateCell, expand, inapplicable
+from .dataset import notice
 from .evaluation import dataset_provides, run_evaluate_cell
 from .executors import Executor, Outcome, guarded
 from .store import DONE, FAILED, SKIPPED, Store
@@ -46,7 +47,7 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
     inner = _InnerProgress(show_progress)
 
     def record(outcome: Outcome) -> None:
-        store.finish(outcome.key, outcome.record, outcome.rows)
+        store.finish(outcome.key, outcome.record, outcome.rows, outcome.files, outcome.uses)
         status = outcome.record["status"]
         if status == DONE:
             summary.done += 1
@@ -61,8 +62,9 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
                                 inner.track(todo_train)):
         record(outcome)
 
+    retrained = {c.key for c in todo_train}
     runnable: list[EvaluateCell] = []
-    for cell in _unfinished(store, evals, summary, bar):
+    for cell in _unfinished(store, evals, summary, bar, redo=lambda c: c.train.key in retrained):
         reason = _why_not(cell, store, ws)
         if reason is None:
             runnable.append(cell)
@@ -77,11 +79,17 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
     return summary
 
 
-def _unfinished(store: Store, cells: list, summary: RunSummary, bar: tqdm) -> list:
+def _unfinished(store: Store, cells: list, summary: RunSummary, bar: tqdm, redo=lambda cell: False) -> list:
+    """Cells to compute: no verified finished record, or `redo(cell)` (a detector trained anew). A finished
+    cell whose files no longer verify is recomputed with a one-line notice."""
     todo = []
     for cell in cells:
         st = store.status(cell.key)
-        if st is not None and st["status"] in (DONE, SKIPPED):
+        finished = st is not None and st["status"] in (DONE, SKIPPED)
+        problem = store.problem(cell.key) if finished else None
+        if problem is not None:
+            notice(f"cell {cell.label} ({cell.key[:10]}) is damaged ({problem}): computing it again")
+        if finished and problem is None and not (st["status"] == DONE and redo(cell)):
             summary.cached += 1
             if st["status"] == SKIPPED:
                 summary.skipped.append(f"{st['label']}: {st['reason']}")

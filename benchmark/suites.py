@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import BenchmarkError
+from .integrity import check_name
 from .registry import Plugin, registry
 
 if TYPE_CHECKING:  # the detector module imports torch; `run` replays without it
@@ -40,6 +41,11 @@ SUITES_DIR = Path(__file__).resolve().parent.parent / "tasks" / "suites"
 TOP_KEYS = {"name", "description", "seeds", "metrics", "metric_params", "evaluate", "datasets", "detectors",
             "explainers"}
 EVALUATE_KEYS = {"clips": "anomalous", "max_clips": 32, "batch_size": 16, "examples": 2}
+EVALUATE_LEAST = {"max_clips": 1, "batch_size": 1, "examples": 0}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -114,18 +120,26 @@ def load_suite(suite: str) -> Suite:
     for key in ("datasets", "detectors", "explainers"):
         if not isinstance(raw.get(key), dict) or not raw[key]:
             raise BenchmarkError(f"suite file '{path}' needs a non-empty [{key}.NAME] table")
+    name = check_name(raw.get("name", path.stem), f"suite file '{path}': name")
     seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
-        raise BenchmarkError(f"suite file '{path}': seeds must be a non-empty list of integers")
+    if not isinstance(seeds, list) or not seeds or not all(_is_int(s) and s >= 0 for s in seeds):
+        raise BenchmarkError(f"suite file '{path}': seeds must be a non-empty list of non-negative integers")
+    seeds = list(dict.fromkeys(seeds))  # a repeated seed would run and count every cell twice
     evaluate = dict(EVALUATE_KEYS)
+    if not isinstance(raw.get("evaluate", {}), dict):
+        raise BenchmarkError(f"suite file '{path}': [evaluate] must be a table")
     extra = set(raw.get("evaluate", {})) - set(EVALUATE_KEYS)
     if extra:
         raise BenchmarkError(f"suite file '{path}': unknown [evaluate] key(s) {', '.join(sorted(extra))}")
     evaluate.update(raw.get("evaluate", {}))
     if evaluate["clips"] not in ("anomalous", "all"):
         raise BenchmarkError(f"suite file '{path}': [evaluate] clips must be 'anomalous' or 'all'")
+    for key, least in EVALUATE_LEAST.items():
+        if not _is_int(evaluate[key]) or evaluate[key] < least:
+            raise BenchmarkError(f"suite file '{path}': [evaluate] {key} must be an integer >= {least}, "
+                                 f"got {evaluate[key]!r}")
     return Suite(
-        name=raw.get("name", path.stem), path=path, seeds=tuple(seeds),
+        name=name, path=path, seeds=tuple(seeds),
         datasets=tuple(_configs("dataset", raw["datasets"], path, trained=False)),
         detectors=tuple(_configs("detector", raw["detectors"], path, trained=True)),
         explainers=tuple(_configs("explainer", raw["explainers"], path, trained=True)),
@@ -187,18 +201,61 @@ def _budget(raw: dict[str, Any], where: str) -> Budget:
     if unknown:
         raise BenchmarkError(f"{where}: unknown budget key(s) {', '.join(sorted(unknown))}; "
                              f"allowed: {', '.join(sorted(allowed))}")
+    if not isinstance(raw, dict):
+        raise BenchmarkError(f"{where}: budget must be a table like {{ epochs = 10, batch_size = 32 }}")
+    for key, least in BUDGET_LEAST.items():
+        value = raw.get(key)
+        if value is None:
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or (key != "max_seconds" and not _is_int(value)) or value < least:
+            kind = "a number" if key == "max_seconds" else "an integer"
+            raise BenchmarkError(f"{where}: budget {key} must be {kind} >= {least}, got {value!r}")
     return Budget(**raw)
 
 
+BUDGET_LEAST = {"epochs": 1, "patience": 0, "batch_size": 1, "max_seconds": 1}
+
+
 def _check_params(plugin: Plugin, params: dict[str, Any], path: Path) -> None:
+    """Every parameter is one the plugin takes, of the kind its default has (a number where the default is a
+    number, text where it is text, true/false where it is a flag)."""
     sig = inspect.signature(plugin.factory)
-    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-        return
-    accepted = [p for p in sig.parameters if p not in ("self", "ctx")]
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise BenchmarkError(f"suite file '{path}': {plugin.kind} {plugin.name!r} has no parameter "
-                             f"{', '.join(map(repr, unknown))} (it takes: {', '.join(accepted) or 'none'})")
+    if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        accepted = [p for p in sig.parameters if p not in ("self", "ctx")]
+        unknown = sorted(set(params) - set(accepted))
+        if unknown:
+            raise BenchmarkError(f"suite file '{path}': {plugin.kind} {plugin.name!r} has no parameter "
+                                 f"{', '.join(map(repr, unknown))} (it takes: {', '.join(accepted) or 'none'})")
+    for name, value in params.items():
+        param = sig.parameters.get(name)
+        default = None if param is None else param.default
+        expected = _value_kind(default)
+        if expected is not None and value is not None and _value_kind(value) not in (expected, None) \
+                and not (expected == "number" and _value_kind(value) == "integer"):
+            raise BenchmarkError(f"suite file '{path}': {plugin.kind} {plugin.name!r} parameter {name!r} takes "
+                                 f"{'an' if expected[0] in 'aeiou' else 'a'} {expected} (default {default!r}), "
+                                 f"got {value!r}")
+
+
+def _value_kind(value: Any) -> str | None:
+    """The kind of a plain parameter value, or None for anything else (lists, tables, None, objects)."""
+    if isinstance(value, bool):
+        return "flag"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "text"
+    return None
+
+
+def check_datasets(suite: Suite) -> None:
+    """Build every dataset of the suite once (its plan only, no audio): a size it does not know, a bad
+    difficulty or a missing data root is rejected before any cell runs."""
+    for ds in suite.datasets:
+        registry("dataset").make(ds.name, **ds.params)
 
 
 def narrow(suite: Suite, *, datasets: list[str] | None = None, detectors: list[str] | None = None,

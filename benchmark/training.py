@@ -10,8 +10,9 @@ import torch
 from .cells import TrainCell
 from .detector import Budget, batched_scores
 from .errors import CellFailure
+from .executors import Outcome
 from .registry import registry
-from .store import DONE
+from .store import DONE, checkpoint_bytes
 from .workspace import Workspace, group_index, seed_everything
 
 VALIDATION_FRACTION = 0.1
@@ -55,10 +56,9 @@ def run_train_cell(cell: TrainCell, ws: Workspace, progress: Callable[[str], Non
     if not torch.isfinite(test_scores).all():
         raise CellFailure(f"detector {cell.detector.name} gave non-finite anomaly scores")
     det.set_eer_threshold(test_scores, test.labels)
-    ws.store.save_checkpoint(cell.key, {"state": det.state_dict(), "grid": list(grid), "n_groups": len(classes),
-                                        "classes": classes, "log": log, "detector": cell.detector.name,
-                                        "params": cell.detector.params,
-                                        "spec": ws.dataset(cell.dataset).spec.to_dict()})
+    checkpoint = checkpoint_bytes({"state": det.state_dict(), "grid": list(grid), "n_groups": len(classes),
+                                   "classes": classes, "log": log, "detector": cell.detector.name,
+                                   "params": cell.detector.params, "spec": ws.dataset(cell.dataset).spec.to_dict()})
     rows = clip_rows(test, range(len(test)), dataset=cell.dataset.name, detector=cell.detector.name,
                      seed=cell.seed, explainer="-")
     for r, s in zip(rows, test_scores.tolist(), strict=True):
@@ -67,4 +67,4 @@ def run_train_cell(cell: TrainCell, ws: Workspace, progress: Callable[[str], Non
               "thresholds": {"tau": float(det.tau), "temperature": float(det.temperature),
                              "eer": float(det.eer_threshold)},
               "cost": {"wall_s": time.monotonic() - t0, "n_train": len(fit_idx), "n_test": len(test)}}
-    return record, rows
+    return Outcome(cell.key, record, rows, files={ws.store.checkpoint_relpath(cell.key): checkpoint})

@@ -80,3 +80,9 @@ def band_mass(ctx: MetricContext) -> MetricResult:
     a = ctx.explanation.attribution.abs()
     m = ctx.batch.tf_mask.float()
     return MetricResult(values={"": (a * m).sum((1, 2)) / a.sum((1, 2)).clamp_min(1e-12)}, chance=m.mean((1, 2)))
+
+
+@explainers.register("test-exits", summary="engine tests: a plugin that calls sys.exit", version=1)
+class Exits(Explainer):
+    def explain(self, detector, batch, *, generator):
+        raise SystemExit(3)

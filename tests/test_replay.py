@@ -3,6 +3,7 @@ import json
 from argparse import Namespace
 
 from benchmark import replay
+from benchmark.integrity import digest_file, folder_digests
 
 
 def args(tmp_path, **kw):
@@ -17,10 +18,13 @@ def fake_run(tmp_path, status="done"):
     (out / "suites" / "s.json").write_text(json.dumps({"train": ["a"], "evaluate": ["b"]}))
     for key in ("a", "b"):
         (out / "cells" / key).mkdir(parents=True)
-        (out / "cells" / key / "cell.json").write_text(json.dumps({"status": status}))
+        (out / "cells" / key / "rows.parquet").write_bytes(b"rows of " + key.encode())
+        files = {f"cells/{key}/rows.parquet": digest_file(out / "cells" / key / "rows.parquet")}
+        (out / "cells" / key / "cell.json").write_text(json.dumps({"status": status, "files": files}))
     published = tmp_path / "published-src"
     published.mkdir()
     (published / "leaderboard.csv").write_text("x\n1\n")
+    (published / "manifest.json").write_text(json.dumps({"files": folder_digests(published, skip=("manifest.json",))}))
     suite = tmp_path / "s.toml"
     suite.write_text('name = "s"\n')
     return suite, published
