@@ -1,22 +1,27 @@
 """Cells, the unit of work and of caching: `train(dataset, detector, seed)` and
-`evaluate(dataset, detector, seed, explainer)`.
+`evaluate(dataset, detector, seed, explainer)`, the latter made of parts that are cached on their own: one
+explain part (the stored explanations) and one metric part per metric.
 
-A cell's key hashes its resolved configuration, the `version` and source-file hash of every plugin
-involved, the seed and the engine's own cell-format version, so editing one adapter invalidates
-exactly the cells that use it.
+Every key hashes its resolved configuration, the `version` and import closure of every plugin involved,
+the seed, the engine's cell-format version and the import closure of the engine module that computes it
+(`training.py` for train cells, `explain_step.py` for explanations, `evaluation.py` for metric values):
+editing the training loop retrains, editing one metric recomputes only that metric's parts over the stored
+explanations, and editing the report or the driver re-keys nothing.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
+from .registry import closure_hash
 from .suites import PluginConfig, Suite
 
-ENGINE_VERSION = 1
+ENGINE_VERSION = 2
+HERE = Path(__file__).resolve().parent
 NEED_TO_CAPABILITY = {"reconstruction": "reconstructs", "layers": "layers", "embedding": "embeds"}
 DATASET_NEEDS = {"waveform", "tf_mask", "intervals", "audio"}
 
@@ -35,8 +40,9 @@ class TrainCell:
     @cached_property
     def key(self) -> str:
         """Computed once per cell, so an adapter edited during a run cannot move the cell's key."""
-        return content_key({"cell": "train", "engine": ENGINE_VERSION, "dataset": self.dataset.identity(),
-                            "detector": self.detector.identity(), "seed": self.seed})
+        return content_key({"cell": "train", "engine": ENGINE_VERSION, "code": engine_hash("training.py"),
+                            "dataset": self.dataset.identity(), "detector": self.detector.identity(),
+                            "seed": self.seed})
 
     @property
     def label(self) -> str:
@@ -65,11 +71,23 @@ class EvaluateCell:
         return content_key({"cell": "interpreter", "train": self.train.key, "explainer": self.explainer.identity()})
 
     @cached_property
+    def explain_key(self) -> str:
+        """Key of the stored explanations: the train cell, the explainer and the clip selection, no metric."""
+        return content_key({"cell": "explain", "engine": ENGINE_VERSION, "code": engine_hash("explain_step.py"),
+                            "train": self.train.key, "explainer": self.explainer.identity(),
+                            "interpreter": self.interpreter_key, "evaluate": dict(self.evaluate)})
+
+    @cached_property
+    def metric_keys(self) -> tuple[str, ...]:
+        """Key of each metric's values over the stored explanations, in suite order."""
+        code = engine_hash("evaluation.py")
+        return tuple(content_key({"cell": "metric", "engine": ENGINE_VERSION, "code": code,
+                                  "explain": self.explain_key, "metric": m.identity()}) for m in self.metrics)
+
+    @cached_property
     def key(self) -> str:
-        return content_key({"cell": "evaluate", "engine": ENGINE_VERSION, "train": self.train.key,
-                            "explainer": self.explainer.identity(),
-                            "metrics": [m.identity() for m in self.metrics],
-                            "evaluate": dict(self.evaluate), "metric_engine": _metric_engine_hash()})
+        return content_key({"cell": "evaluate", "engine": ENGINE_VERSION, "explain": self.explain_key,
+                            "metrics": list(self.metric_keys)})
 
     @property
     def label(self) -> str:
@@ -80,18 +98,14 @@ class EvaluateCell:
         t = self.train
         return {"cell": "evaluate", "label": self.label, "dataset": t.dataset.name, "detector": t.detector.name,
                 "explainer": self.explainer.name, "seed": t.seed, "train_key": t.key,
-                "interpreter_key": self.interpreter_key}
+                "interpreter_key": self.interpreter_key, "explain_key": self.explain_key}
 
 
-def _metric_engine_hash() -> str:
-    """The metric context and evaluation loop shape every metric value."""
-    here = Path(__file__).resolve().parent
-    h = sha256()
-    for name in ("metrics/context.py", "evaluation.py", "features.py", "detector.py"):
-        path = here / name
-        if path.is_file():
-            h.update(path.read_bytes())
-    return h.hexdigest()[:16]
+@cache
+def engine_hash(module: str) -> str:
+    """Import closure hash of an engine module (`benchmark/<module>`), once per process: a cell's key cannot
+    move while a run is under way."""
+    return closure_hash(HERE / module)
 
 
 def inapplicable(explainer: PluginConfig, detector: PluginConfig, dataset_caps: set[str]) -> str | None:

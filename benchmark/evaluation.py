@@ -1,184 +1,244 @@
-"""The evaluate cell: explain selected test clips with one explainer and score every metric on them."""
+"""The evaluate cell: explain the selected test clips once (or take the stored explanations) and score every
+metric that has no stored values yet.
+
+A cell is assembled from parts, each a record of its own in the store: one explain part (the stored
+explanations, `explain_step`) and one part per metric (its per-clip rows). A part found finished and intact
+is reused, so adding a metric to a suite computes that metric alone over the stored maps (plus the
+detector passes the metric itself needs); the cell's rows are its metric parts' rows in suite order. The
+explainer is built only when something needs it: the explanations are not stored yet, a metric re-explains
+(randomisation, sensitivity), or a metric needs an extra that cannot be stored (EnCodec's live codec).
+"""
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-import soundfile as sf
 import torch
 
-from .cells import DATASET_NEEDS, EvaluateCell
-from .dataset import ClipTable, Dataset, notice
-from .detector import Budget, Detector
+from .cells import EvaluateCell
+from .detector import Detector
 from .errors import CellFailure
 from .executors import Outcome
-from .explainer import Explainer
+from .explain_step import (
+    EXPLANATION_FILE,
+    StoredExplanations,
+    batch_seed,
+    check_explanation,
+    dataset_provides,
+    example_files,
+    metric_needs_unmet,
+    needs_live,
+    prepare_explainer,
+    select_clips,
+)
 from .metrics.context import MetricContext, MetricResult
 from .registry import registry
-from .store import DONE, FAILED, DamagedFile, checkpoint_bytes
+from .store import DONE, FAILED, SKIPPED
 from .training import clip_rows
 from .types import Batch, Explanation
 from .workspace import Workspace, seed_everything
 
 TRUTH_NEEDS = {"tf_mask", "intervals", "audio"}  # metrics scored only on clips that carry truth
+__all__ = ["dataset_provides", "run_evaluate_cell", "select_clips", "metric_subset"]
 
 
-def dataset_provides(dataset: Dataset) -> set[str]:
-    caps = set(dataset.truth)
-    if dataset.has_waveforms:
-        caps.add("waveform")
-    return caps
+def metric_subset(n_clips: int, max_clips: int | None, seed: int) -> torch.Tensor:
+    """Which of the cell's `n_clips` clips a metric with a clip budget scores: `[n_clips]` bool, a seeded
+    subset of `max_clips` (all when there is no budget). Budgets of one seed are nested."""
+    keep = torch.ones(n_clips, dtype=torch.bool)
+    if max_clips is not None and max_clips < n_clips:
+        order = torch.randperm(n_clips, generator=torch.Generator().manual_seed(seed * 31 + 7))
+        keep[:] = False
+        keep[order[:max_clips]] = True
+    return keep
 
 
-def select_clips(table: ClipTable, evaluate: dict[str, Any], seed: int) -> torch.Tensor:
-    """Row indices of the clips to explain: anomalous (or all labelled) test clips, a seeded subset,
-    in table order. The subset does not depend on the detector or explainer, so cells share clips."""
-    keep = table.labels == 1 if evaluate["clips"] == "anomalous" else table.labels >= 0
-    rows = torch.nonzero(keep).flatten()
-    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))
-    return rows[order[: evaluate["max_clips"]]].sort().values
+class _Explainer:
+    """The cell's explainer, built (and trained or loaded) on first use only."""
+
+    def __init__(self, cell: EvaluateCell, ws: Workspace, detector: Detector, spec):
+        self.cell, self.ws, self.detector, self.spec = cell, ws, detector, spec
+        self._made: tuple | None = None
+
+    def get(self):
+        if self._made is None:
+            self._made = prepare_explainer(self.cell, self.ws, self.detector, self.spec)
+        return self._made
+
+    @property
+    def made(self) -> bool:
+        return self._made is not None
 
 
-def check_explanation(expl: Explanation, batch: Batch, name: str) -> None:
-    b, _, n_mels, n_frames = batch.x.shape
-    if tuple(expl.attribution.shape) != (b, n_mels, n_frames):
-        raise CellFailure(f"explainer {name} returned attribution of shape {tuple(expl.attribution.shape)}, "
-                          f"want {(b, n_mels, n_frames)}")
-    if not torch.isfinite(expl.attribution).all():
-        raise CellFailure(f"explainer {name} returned non-finite attribution values")
-
-
-def metric_needs_unmet(needs: frozenset[str], provides: set[str], explanation: Explanation,
-                       detector: Detector) -> str | None:
-    """Why a metric cannot be computed in this cell, or None. `explanation_audio` needs the explainer's
-    audio; any other `explanation_<key>` needs `explanation.extra[<key>]`."""
-    for need in sorted(needs):
-        if need in DATASET_NEEDS and need not in provides:
-            return f"needs {need}, which the dataset does not provide"
-        if need == "explanation_audio":
-            if explanation.audio is None:
-                return "needs a listenable explanation, which this explainer does not return"
-        elif need.startswith("explanation_") and need.removeprefix("explanation_") not in explanation.extra:
-            return f"needs the explainer's {need.removeprefix('explanation_')}, which this explainer does not return"
-        if need == "reconstruction" and "reconstructs" not in _capabilities(detector):
-            return "needs a reconstructing detector"
-    return None
-
-
-def _capabilities(detector: Detector) -> frozenset[str]:
-    for plugin in registry("detector").plugins():
-        if isinstance(detector, plugin.factory):
-            return plugin.capabilities
-    return frozenset()
-
-
-def prepare_explainer(cell: EvaluateCell, ws: Workspace, detector: Detector,
-                      spec) -> tuple[Explainer, dict, dict[str, bytes]]:
-    """The cell's explainer bound to the device, trained (or loaded) where it learns; its fit log; and the
-    interpreter checkpoint it trained, for the driver to store (an unreadable stored one is trained anew)."""
-    explainer = registry("explainer").make(cell.explainer.name, **cell.explainer.params)
-    explainer.bind(spec, ws.device)
-    log: dict[str, Any] = {}
-    files: dict[str, bytes] = {}
-    if explainer.trains:
-        try:
-            state = ws.store.load_checkpoint(cell.interpreter_key, ws.device)
-        except DamagedFile as exc:
-            notice(f"{exc}: training the interpreter again")
-            state = None
-        if state is None:
-            seed_everything(cell.train.seed)
-            train = ws.table(cell.train.dataset, "train")
-            log = explainer.fit(detector, train.where(train.labels == 0), seed=cell.train.seed,
-                                budget=cell.explainer.budget or Budget())
-            files[ws.store.checkpoint_relpath(cell.interpreter_key)] = checkpoint_bytes(
-                {"state": explainer.state_dict(), "log": log})
-        else:
-            explainer.load_state_dict(state["state"])
-            log = state.get("log", {})
-    return explainer, log, files
-
-
-def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str], None] | None = None):
+def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str], None] | None = None) -> Outcome:
     t0 = time.monotonic()
     evaluate = dict(cell.evaluate)
     seed = cell.train.seed
     dataset = ws.dataset(cell.train.dataset)
     test = ws.table(cell.train.dataset, "test")
     detector = ws.detector(cell.train.key, cell.train.detector)
+    capabilities = registry("detector").get(cell.train.detector.name).capabilities
     if ws.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(ws.device)
-    seed_everything(seed)
-    explainer, fit_log, files = prepare_explainer(cell, ws, detector, dataset.spec)
     provides = dataset_provides(dataset)
     chosen = select_clips(test, evaluate, seed)
-    rows: list[dict[str, Any]] = []
-    skipped: dict[str, str] = {}
-    failures: dict[str, str] = {}
-    passes = {"explainer_forward": 0.0, "explainer_backward": 0.0, "metric_forward": 0.0, "metric_backward": 0.0}
+    store = ws.store
+    explain_part = store.cell_dir(cell.explain_key).relative_to(store.root).as_posix() + "/" + EXPLANATION_FILE
+    stored = StoredExplanations.load(store, explain_part, len(chosen)) if store.is_done(cell.explain_key) else None
+    pending = [i for i, key in enumerate(cell.metric_keys) if not store.is_done(key)]
+    live_only = stored.live_only if stored is not None else ()
+    live = stored is None or any(needs_live(cell.metrics[i].plugin.needs, live_only) for i in pending)
+    explainer = _Explainer(cell, ws, detector, dataset.spec)
+
     ident = dict(dataset=cell.train.dataset.name, detector=cell.train.detector.name, seed=seed,
                  explainer=cell.explainer.name)
-    n_batches = (len(chosen) + evaluate["batch_size"] - 1) // evaluate["batch_size"]
-    explain_seconds = 0.0
+    new_rows: dict[int, list[dict[str, Any]]] = {i: [] for i in pending}
+    skipped: dict[int, str] = {}
+    failures: dict[int, str] = {}
+    metric_passes = {i: [0.0, 0.0] for i in pending}
+    metric_seconds = {i: 0.0 for i in pending}
+    budgets = {i: metric_subset(len(chosen), cell.metrics[i].max_clips, seed) for i in pending}
+    explained: list[Explanation] = []
+    examples: dict[str, bytes] = {}
+    explain_s, explainer_passes = 0.0, [0.0, 0.0]
+    bs = evaluate["batch_size"]
+    n_batches = (len(chosen) + bs - 1) // bs
+
+    def explain_with(det: Detector, b: Batch, _bi: int) -> Explanation:
+        return explainer.get()[0].explain(det, b, generator=torch.Generator().manual_seed(batch_seed(seed, _bi)))
+
     for bi in range(n_batches):
-        idx = chosen[bi * evaluate["batch_size"]:(bi + 1) * evaluate["batch_size"]]
+        lo, hi = bi * bs, min((bi + 1) * bs, len(chosen))
+        idx = chosen[lo:hi]
         batch = test.batch(idx).to(ws.device)
-
-        def explain_with(det: Detector, b: Batch, _bi: int = bi) -> Explanation:
-            return explainer.explain(det, b, generator=torch.Generator().manual_seed(seed * 1_000_003 + _bi))
-
-        te = time.monotonic()
-        expl = explain_with(detector, batch)
-        explain_seconds += time.monotonic() - te
-        check_explanation(expl, batch, cell.explainer.name)
-        passes["explainer_forward"] += expl.forward_passes * len(batch)
-        passes["explainer_backward"] += expl.backward_passes * len(batch)
-        with torch.no_grad():
-            scores = detector.score(batch.x)
-        base = clip_rows(test, idx.tolist(), **ident)
-        contexts: dict[bool, tuple[torch.Tensor, MetricContext]] = {}  # one per clip subset, shared by metrics
-        for metric in cell.metrics:
-            if metric.name in skipped or metric.name in failures:
-                continue
-            plugin = metric.plugin
-            reason = metric_needs_unmet(plugin.needs, provides, expl, detector)
-            if reason:
-                skipped[metric.name] = reason
-                continue
-            truth_only = bool(plugin.needs & TRUTH_NEEDS)
-            if truth_only not in contexts:
-                sub = torch.nonzero(batch.has_truth).flatten() if truth_only else torch.arange(len(batch))
-                contexts[truth_only] = (sub, MetricContext(
-                    batch=batch.select(sub), explanation=expl.select(sub.to(expl.attribution.device)),
-                    detector=detector, spec=dataset.spec, scores=scores[sub.to(scores.device)],
-                    explain=explain_with, generator=torch.Generator().manual_seed(seed * 7_919 + bi)))
-            sub, ctx = contexts[truth_only]
-            if len(sub) == 0:
-                continue
-            try:
-                result = plugin.factory(ctx, **metric.params)
-                rows.extend(_metric_rows(base, sub.tolist(), metric.name, result))  # all params or none
-            except Exception as exc:  # one metric's failure is recorded; the others still count
-                failures[metric.name] = f"{type(exc).__name__}: {exc}"
-                continue
-            passes["metric_forward"] += result.forward_passes * len(sub)
-            passes["metric_backward"] += result.backward_passes * len(sub)
-        if bi == 0:
-            files.update(example_files(ws, cell, batch, expl, dataset.spec.sample_rate, evaluate["examples"]))
+        if live:
+            te = time.monotonic()
+            seed_everything(batch_seed(seed, bi))
+            expl = explain_with(detector, batch, bi)
+            explain_s += time.monotonic() - te
+            check_explanation(expl, batch, cell.explainer.name)
+            explainer_passes[0] += expl.forward_passes * len(batch)
+            explainer_passes[1] += expl.backward_passes * len(batch)
+            if stored is None:
+                explained.append(expl)
+                if bi == 0:
+                    examples = example_files(store, cell, batch, expl, dataset.spec.sample_rate, evaluate["examples"])
+        else:
+            expl = stored.rows(lo, hi, ws.device)
+        if pending:
+            _score_batch(cell, pending, batch, expl, detector, dataset.spec, capabilities, provides, live_only,
+                         explain=lambda det, b, _bi=bi: explain_with(det, b, _bi), seed=seed, bi=bi,
+                         in_batch=torch.arange(lo, hi), budgets=budgets,
+                         base=clip_rows(test, idx.tolist(), **ident), new_rows=new_rows, skipped=skipped,
+                         failures=failures, passes=metric_passes, seconds=metric_seconds)
         if progress:
             progress(f"batch {bi + 1}/{n_batches}")
+
+    parts: list[Outcome] = []
+    interpreter = store.checkpoint_relpath(cell.interpreter_key)
+    fit_log: dict[str, Any] = {}
+    interpreter_files: dict[str, bytes] = {}
+    if explainer.made:
+        _, fit_log, interpreter_files = explainer.get()
     n = max(1, len(chosen))
-    cost = {"wall_s": time.monotonic() - t0, "explain_s": explain_seconds, "n_clips": len(chosen),
-            **{k: v / n for k, v in passes.items()}, "peak_memory_mb": _peak_memory_mb(ws.device)}
-    record = {**cell.describe(), "status": FAILED if failures else DONE, "skipped_metrics": skipped,
-              "failed_metrics": failures, "fit_log": fit_log, "cost": cost}
-    if failures:
-        record["reason"] = "; ".join(f"{k}: {v}" for k, v in sorted(failures.items()))
-    uses = [ws.store.checkpoint_relpath(cell.interpreter_key)] if explainer.trains else []
-    return Outcome(cell.key, record, rows, files=files, uses=uses)
+    if stored is None:
+        part = StoredExplanations.stack(explained) if explained else StoredExplanations(
+            attribution=torch.zeros(0, *test.x.shape[-2:]))
+        uses = [interpreter] if explainer.get()[0].trains and not interpreter_files else []
+        parts.append(Outcome(cell.explain_key, {
+            "cell": "explain", "label": f"explain {cell.label.removeprefix('evaluate ')}", "status": DONE,
+            "live_only": list(part.live_only), "fit_log": fit_log, "explain_key": cell.explain_key,
+            "cost": {"explain_s": explain_s, "n_clips": len(chosen), "explainer_forward": explainer_passes[0] / n,
+                     "explainer_backward": explainer_passes[1] / n}}, None,
+            files={explain_part: part.to_bytes(), **examples, **interpreter_files}, uses=uses))
+    for i in pending:
+        if i in failures:
+            continue
+        m = cell.metrics[i]
+        record = {"cell": "metric", "label": f"metric {m.name} of {cell.label.removeprefix('evaluate ')}",
+                  "metric": m.name, "status": SKIPPED if i in skipped else DONE,
+                  "cost": {"seconds": metric_seconds[i], "forward": metric_passes[i][0] / n,
+                           "backward": metric_passes[i][1] / n}}
+        if i in skipped:
+            record["reason"] = skipped[i]
+        parts.append(Outcome(cell.metric_keys[i], record, None if i in skipped else new_rows[i]))
+
+    rows: list[dict[str, Any]] = []
+    skipped_metrics: dict[str, str] = {}
+    part_files: list[str] = []
+    for i, key in enumerate(cell.metric_keys):
+        name = cell.metrics[i].name
+        if i in failures:
+            continue
+        if i in skipped:
+            skipped_metrics[name] = skipped[i]
+            continue
+        if i in new_rows:
+            values = new_rows[i]
+        else:
+            record = store.status(key)
+            if record["status"] == SKIPPED:
+                skipped_metrics[name] = record.get("reason", "")
+                continue
+            values = store.rows([key]).to_dict("records")
+        rows.extend(values)
+        part_files.append(store.rows_relpath(key))
+    part_files.append(explain_part)
+    cost = {"wall_s": time.monotonic() - t0, "explain_s": explain_s, "n_clips": len(chosen),
+            "explanation": "stored" if stored is not None and not live else ("re-explained" if stored else "computed"),
+            "metrics_computed": len(pending), "metrics_reused": len(cell.metrics) - len(pending),
+            "explainer_forward": explainer_passes[0] / n, "explainer_backward": explainer_passes[1] / n,
+            "metric_forward": sum(p[0] for p in metric_passes.values()) / n,
+            "metric_backward": sum(p[1] for p in metric_passes.values()) / n,
+            "peak_memory_mb": _peak_memory_mb(ws.device)}
+    failed = {cell.metrics[i].name: why for i, why in failures.items()}
+    record = {**cell.describe(), "status": FAILED if failed else DONE, "skipped_metrics": skipped_metrics,
+              "failed_metrics": failed, "fit_log": fit_log, "cost": cost}
+    if failed:
+        record["reason"] = "; ".join(f"{k}: {v}" for k, v in sorted(failed.items()))
+    return Outcome(cell.key, record, rows, uses=part_files, parts=parts)
+
+
+def _score_batch(cell: EvaluateCell, pending: list[int], batch: Batch, expl: Explanation, detector: Detector, spec,
+                 capabilities, provides: set[str], live_only: tuple[str, ...], *, explain, seed: int, bi: int,
+                 in_batch: torch.Tensor, budgets: dict[int, torch.Tensor], base: list[dict], new_rows: dict,
+                 skipped: dict, failures: dict, passes: dict, seconds: dict) -> None:
+    """Score the pending metrics on one batch: each on its clips (truth-carrying ones, its clip budget), with a
+    fresh generator of the batch's seed, charged the detector passes it spent."""
+    with torch.no_grad():
+        scores = detector.score(batch.x)
+    ctx = MetricContext(batch=batch, explanation=expl, detector=detector, spec=spec, scores=scores, explain=explain,
+                        generator=torch.Generator())
+    for i in pending:
+        if i in skipped or i in failures:
+            continue
+        metric = cell.metrics[i]
+        plugin = metric.plugin
+        reason = metric_needs_unmet(plugin.needs, provides, expl, capabilities, live_only)
+        if reason:
+            skipped[i] = reason
+            continue
+        keep = budgets[i][in_batch]
+        if plugin.needs & TRUTH_NEEDS:
+            keep = keep & batch.has_truth.cpu()
+        sub = torch.nonzero(keep).flatten()
+        if len(sub) == 0:
+            continue
+        mctx = ctx.subset(sub)
+        mctx.generator = torch.Generator().manual_seed(seed * 7_919 + bi)
+        seed_everything(seed * 7_919 + bi)
+        t = time.monotonic()
+        try:
+            result = plugin.factory(mctx, **metric.params)
+            new_rows[i].extend(_metric_rows(base, sub.tolist(), metric.name, result))  # all params or none
+        except Exception as exc:  # one metric's failure is recorded; the others still count
+            failures[i] = f"{type(exc).__name__}: {exc}"
+            continue
+        finally:
+            seconds[i] += time.monotonic() - t
+        passes[i][0] += result.forward_passes * len(sub)
+        passes[i][1] += result.backward_passes * len(sub)
 
 
 def _metric_rows(base: list[dict], sub: list[int], name: str, result: MetricResult) -> list[dict]:
@@ -203,32 +263,3 @@ def _peak_memory_mb(device: torch.device) -> float:
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-
-def example_files(ws: Workspace, cell: EvaluateCell, batch: Batch, expl: Explanation, sample_rate: int,
-                  count: int) -> dict[str, bytes]:
-    """A few clips per cell for the gallery: log-mel, attribution and truth (npz), explanation audio (wav), as
-    store-relative path -> bytes for the driver to write."""
-    t = cell.train
-    folder = ws.store.examples_relpath(cell.key, t.dataset.name, t.detector.name, f"{cell.explainer.name}-s{t.seed}")
-    files: dict[str, bytes] = {}
-    for i in range(min(count, len(batch))):
-        arrays = {"x": batch.x[i, 0].detach().cpu().numpy().astype(np.float16),
-                  "attribution": expl.attribution[i].detach().float().cpu().numpy().astype(np.float16)}
-        if batch.tf_mask is not None:
-            arrays["tf_mask"] = batch.tf_mask[i].cpu().numpy()
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
-        stem = batch.ids[i].replace("/", "__")
-        files[f"{folder}/{stem}.npz"] = buf.getvalue()
-        if expl.audio is not None:
-            waves = (("input", batch.waveform), ("explanation", expl.audio),
-                     ("masked_out", expl.extra.get("audio_masked_out")))
-            for tag, wave in waves:
-                if wave is None:
-                    continue
-                w = wave[i].detach().float().cpu().numpy()
-                peak = float(np.abs(w).max()) or 1.0
-                out = io.BytesIO()
-                sf.write(out, w / max(1.0, peak), sample_rate, format="WAV", subtype="PCM_16")
-                files[f"{folder}/{stem}.{tag}.wav"] = out.getvalue()
-    return files

@@ -24,6 +24,8 @@ class Outcome:
     rows: list[dict[str, Any]] | None
     files: dict[str, bytes] = field(default_factory=dict)
     uses: list[str] = field(default_factory=list)
+    # parts cached on their own (an evaluate cell's explanations and metric values), written before the cell
+    parts: list[Outcome] = field(default_factory=list)
 
 
 class Executor(Protocol):

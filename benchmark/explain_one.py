@@ -23,7 +23,7 @@ import torchaudio
 from .cells import expand
 from .detector import Detector
 from .errors import BenchmarkError, CellFailure
-from .evaluation import check_explanation
+from .explain_step import check_explanation
 from .explainer import Explainer
 from .features import FeatureSpec, LogMel, preset
 from .figures import explanation_figure, safe_name

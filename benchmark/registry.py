@@ -49,15 +49,13 @@ class Plugin:
         return Path(inspect.getsourcefile(self.factory) or "")
 
     def source_hash(self) -> str:
-        """Hash of the file that defines the plugin and of the same-package modules it imports (its
-        private helpers, like `adapters/detectors/_skip_cae.py`): editing them invalidates only its cells."""
+        """Hash of the file that defines the plugin and of every first-party module it imports, transitively
+        (its private helpers like `adapters/detectors/_skip_cae.py`, and the engine modules it builds on):
+        editing any of them invalidates only the cells that run this code."""
         path = self.source_file
         if not path.is_file():
             return "nosource"
-        h = sha256()
-        for file, data in _source_closure(path):
-            h.update(file.name.encode() + b"\0" + data)
-        return h.hexdigest()[:16]
+        return closure_hash(path)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "version": self.version, "summary": self.summary}
@@ -71,13 +69,37 @@ class Plugin:
         return out
 
 
+FIRST_PARTY = ("benchmark", "adapters")
+CODE_ROOT = Path(__file__).resolve().parent.parent
+
+
 def local_sources(path: Path) -> list[Path]:
-    """`path` and the modules of its own package it imports with relative imports, transitively, sorted."""
-    return [file for file, _ in _source_closure(path)]
+    """`path` and the first-party modules it imports, transitively, sorted."""
+    return [file for file, _ in _source_closure(Path(path).resolve())]
+
+
+def closure_hash(path: Path) -> str:
+    """Hash of the import closure of `path`: each file's bytes under its name relative to the package root
+    holding it, so two checkouts of the same code at different places give the same hash."""
+    h = sha256()
+    for file, data in _source_closure(Path(path).resolve()):
+        h.update(_relative_name(file).encode() + b"\0" + data)
+    return h.hexdigest()[:16]
+
+
+def _relative_name(file: Path) -> str:
+    parts = file.parts
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] in FIRST_PARTY:
+            return "/".join(parts[i:])
+    return file.name
 
 
 def _source_closure(path: Path) -> list[tuple[Path, bytes]]:
-    """(file, bytes) of `local_sources(path)`, each file read once."""
+    """(file, bytes) of `path` and every module it imports that resolves to a file of its own package tree
+    (relative imports) or of `benchmark/` and `adapters/` (absolute imports), each file read once. A package's
+    `__init__.py` counts only where the package itself is imported (`from . import metrics`), not for every
+    submodule import: `__init__` files register or re-export, and would otherwise pull in every sibling."""
     found: dict[Path, bytes] = {}
     todo = [path]
     while todo:
@@ -85,22 +107,55 @@ def _source_closure(path: Path) -> list[tuple[Path, bytes]]:
         if file in found or not file.is_file():
             continue
         found[file] = data = file.read_bytes()
-        todo.extend(_relative_imports(file, data))
+        todo.extend(_imports(file, data, _package_root(file)))
     return sorted(found.items())
 
 
-@lru_cache(maxsize=512)
-def _relative_imports(file: Path, data: bytes) -> tuple[Path, ...]:
-    """Parsed once per content of a file: every cell key hashes its plugins' sources, so a suite asks for the
-    same few files thousands of times."""
+def _package_root(file: Path) -> Path:
+    """The folder above the outermost package holding `file` (where `benchmark/` and `adapters/` sit)."""
+    folder = file.parent
+    while (folder / "__init__.py").is_file() and folder.parent != folder:
+        folder = folder.parent
+    return folder
+
+
+@lru_cache(maxsize=1024)
+def _imports(file: Path, data: bytes, root: Path) -> tuple[Path, ...]:
+    """First-party files `file` imports, parsed once per content: every cell key hashes its code's closure,
+    so a suite asks for the same few files thousands of times."""
     imported: list[Path] = []
     for node in ast.walk(ast.parse(data, filename=str(file))):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                imported.append(file.parent / f"{node.module.split('.')[0]}.py")
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = file.parent
+                for _ in range(node.level - 1):
+                    base = base.parent
+            elif node.module and node.module.split(".")[0] in FIRST_PARTY:
+                base = root
             else:
-                imported.extend(file.parent / f"{alias.name}.py" for alias in node.names)
+                continue
+            dotted = node.module.split(".") if node.module else []
+            module = _module_file(base, dotted) if dotted else None
+            if module is not None:
+                imported.append(module)
+            # `from pkg import name`: name may itself be a module of pkg
+            folder = base.joinpath(*dotted)
+            imported.extend(m for alias in node.names if (m := _module_file(folder, [alias.name])) is not None)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in FIRST_PARTY and (m := _module_file(root, alias.name.split("."))):
+                    imported.append(m)
     return tuple(imported)
+
+
+def _module_file(base: Path, dotted: list[str]) -> Path | None:
+    """The file of module `base/<dotted>`: `x.py`, or a package's `x/__init__.py`."""
+    target = base.joinpath(*dotted)
+    if target.with_suffix(".py").is_file():
+        return target.with_suffix(".py")
+    if (target / "__init__.py").is_file():
+        return target / "__init__.py"
+    return None
 
 
 class Registry:

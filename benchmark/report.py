@@ -223,7 +223,7 @@ def example_folders(store: Store, manifest: dict) -> list[tuple[dict, Path]]:
         record = store.status(key)
         if not record or "explainer" not in record:
             continue
-        folder = store.examples_dir(key, record["dataset"], record["detector"],
+        folder = store.examples_dir(record.get("explain_key", key), record["dataset"], record["detector"],
                                     f"{record['explainer']}-s{record['seed']}")
         if folder.is_dir():
             out.append((record, folder))

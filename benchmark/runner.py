@@ -47,6 +47,8 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
     inner = _InnerProgress(show_progress)
 
     def record(outcome: Outcome) -> None:
+        for part in outcome.parts:
+            store.finish(part.key, part.record, part.rows, part.files, part.uses)
         store.finish(outcome.key, outcome.record, outcome.rows, outcome.files, outcome.uses)
         status = outcome.record["status"]
         if status == DONE:

@@ -7,6 +7,8 @@ A suite file::
     metrics = ["ff", "chunk_f1"]            # or "all", or a table [metrics.NAME] of params
     [metric_params.randomisation_ssim]       # parameters for metrics chosen by name or by "all"
     n_steps = 2
+    [metric_clips]                           # a metric (by name) or a family its own clip budget: a seeded
+    robustness = 16                          # subset of the cell's clips (localisation keeps all of them)
     [evaluate]                               # which test clips get explained, and in what batches
     clips = "anomalous"                      # "anomalous" | "all"
     max_clips = 6                            # per dataset, chosen by a seeded shuffle
@@ -38,8 +40,8 @@ if TYPE_CHECKING:  # the detector module imports torch; `run` replays without it
     from .detector import Budget
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "tasks" / "suites"
-TOP_KEYS = {"name", "description", "seeds", "metrics", "metric_params", "evaluate", "datasets", "detectors",
-            "explainers"}
+TOP_KEYS = {"name", "description", "seeds", "metrics", "metric_params", "metric_clips", "evaluate", "datasets",
+            "detectors", "explainers"}
 EVALUATE_KEYS = {"clips": "anomalous", "max_clips": 32, "batch_size": 16, "examples": 2}
 EVALUATE_LEAST = {"max_clips": 1, "batch_size": 1, "examples": 0}
 
@@ -58,6 +60,8 @@ class PluginConfig:
     budget: Budget | None = None
     # an explainer limited to these detectors (suite key `detectors = [...]`); None = every detector
     only_detectors: tuple[str, ...] | None = None
+    # a metric computed on a seeded subset of this many of the cell's clips (`[metric_clips]`); None = all
+    max_clips: int | None = None
 
     @property
     def plugin(self) -> Plugin:
@@ -75,6 +79,8 @@ class PluginConfig:
             out["inputs"] = sha256(content_inputs(self.params)).hexdigest()[:16]
         if self.budget is not None:
             out["budget"] = vars(self.budget)
+        if self.max_clips is not None:
+            out["max_clips"] = self.max_clips
         return out
 
 
@@ -143,7 +149,8 @@ def load_suite(suite: str) -> Suite:
         datasets=tuple(_configs("dataset", raw["datasets"], path, trained=False)),
         detectors=tuple(_configs("detector", raw["detectors"], path, trained=True)),
         explainers=tuple(_configs("explainer", raw["explainers"], path, trained=True)),
-        metrics=tuple(_metric_configs(raw.get("metrics", "all"), raw.get("metric_params", {}), path)),
+        metrics=tuple(_metric_configs(raw.get("metrics", "all"), raw.get("metric_params", {}),
+                                      raw.get("metric_clips", {}), path)),
         evaluate=evaluate,
     )
 
@@ -174,7 +181,7 @@ def _only_detectors(names: Any, where: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _metric_configs(spec: Any, overrides: dict[str, Any], path: Path) -> list[PluginConfig]:
+def _metric_configs(spec: Any, overrides: dict[str, Any], clips: dict[str, Any], path: Path) -> list[PluginConfig]:
     reg = registry("metric")
     if spec == "all":
         spec = {n: {} for n in reg.names()}
@@ -186,11 +193,22 @@ def _metric_configs(spec: Any, overrides: dict[str, Any], path: Path) -> list[Pl
         reg.get(name)
         if name not in spec:
             raise BenchmarkError(f"suite file '{path}': [metric_params.{name}] names a metric the suite does not run")
+    if not isinstance(clips, dict):
+        raise BenchmarkError(f"suite file '{path}': [metric_clips] must be a table of metric or family = clips")
+    families = {str(reg.get(n).extra.get("family", "other")) for n in spec}
+    for name, count in clips.items():
+        if name not in spec and name not in families:
+            raise BenchmarkError(f"suite file '{path}': [metric_clips] {name!r} is neither a metric nor a family "
+                                 f"of the suite (families: {', '.join(sorted(families))})")
+        if not _is_int(count) or count < 1:
+            raise BenchmarkError(f"suite file '{path}': [metric_clips] {name} must be an integer >= 1, got {count!r}")
     out = []
     for name, params in spec.items():
         params = {**dict(params), **dict(overrides.get(name, {}))}
-        _check_params(reg.get(name), params, path)
-        out.append(PluginConfig("metric", name, params))
+        plugin = reg.get(name)
+        _check_params(plugin, params, path)
+        budget = clips.get(name, clips.get(str(plugin.extra.get("family", "other"))))
+        out.append(PluginConfig("metric", name, params, max_clips=budget))
     return out
 
 

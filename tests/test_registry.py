@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 import benchmark
@@ -50,7 +52,9 @@ def test_source_hash_tracks_the_defining_file():
 def test_source_hash_covers_the_same_package_modules_imported(tmp_path, monkeypatch):
     from benchmark.registry import Plugin, local_sources
     plugin = registry("detector").get("ae")
-    assert [f.name for f in local_sources(plugin.source_file)] == ["_skip_cae.py", "ae.py"]
+    names = [f.name for f in local_sources(plugin.source_file)]
+    assert {"_skip_cae.py", "ae.py", "detector.py", "registry.py"} <= set(names)
+    assert "report.py" not in names and "__init__.py" not in names  # a package's __init__ only when imported
     pkg = tmp_path / "xaipkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
@@ -70,3 +74,30 @@ def test_source_hash_covers_the_same_package_modules_imported(tmp_path, monkeypa
     assert fake.source_hash() == before
     (pkg / "_deeper.py").write_text("h = 2\n")
     assert fake.source_hash() != before and len(fake.source_hash()) == 16
+
+
+def test_engine_keys_follow_the_code_that_computes_them(tmp_path):
+    """A copy of the code elsewhere hashes the same; a comment in training.py moves the train closure, one in
+    report.py moves none; a metric module moves the metric values' closure, not the explanations'."""
+    import shutil
+
+    from benchmark.registry import closure_hash
+    root = Path(__file__).resolve().parent.parent
+    for package in ("benchmark", "adapters"):
+        shutil.copytree(root / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    modules = ("training.py", "explain_step.py", "evaluation.py")
+    here = {m: closure_hash(root / "benchmark" / m) for m in modules}
+    there = lambda: {m: closure_hash(tmp_path / "benchmark" / m) for m in modules}  # noqa: E731
+    assert there() == here
+    with open(tmp_path / "benchmark" / "report.py", "a") as fh:
+        fh.write("# probe\n")
+    assert there() == here
+    with open(tmp_path / "benchmark" / "training.py", "a") as fh:
+        fh.write("# probe\n")
+    moved = there()
+    assert moved["training.py"] != here["training.py"]
+    faith = tmp_path / "benchmark" / "metrics" / "faithfulness.py"
+    before = closure_hash(faith)
+    with open(faith, "a") as fh:
+        fh.write("# probe\n")
+    assert closure_hash(faith) != before and there()["explain_step.py"] == moved["explain_step.py"]

@@ -87,7 +87,9 @@ def test_interrupted_run_resumes_to_identical_tables(tmp_path, monkeypatch):
         run(tmp_path, out="resumed")
     store = Store(tmp_path / "resumed")
     done = [p for p in (tmp_path / "resumed" / "cells").iterdir() if (p / "cell.json").is_file()]
-    assert len(done) == 4  # two train cells, the skipped cell and the first evaluate cell survived
+    kinds = sorted(store.status(p.name)["cell"] for p in done)
+    # two train cells, the skipped cell and the first evaluate cell with its explain and metric parts survived
+    assert kinds == ["evaluate", "evaluate", "explain", "metric", "train", "train"]
     monkeypatch.setattr(runner_module, "run_evaluate_cell", original)
     summary, resumed = run(tmp_path, out="resumed")
     assert summary.cached == 4 and summary.done == 2

@@ -14,14 +14,27 @@ PERCENTILES = tuple(range(90, 100))
 
 
 @dataclass
+class PassMemo:
+    """What the metrics of one context share: computed values by key, and the detector passes per clip spent
+    since the last metric took its result (`forward`, `backward`)."""
+
+    values: dict = field(default_factory=dict)
+    forward: float = 0.0
+    backward: float = 0.0
+
+
+@dataclass
 class MetricContext:
-    """One batch on the cell's device.
+    """One batch on the cell's device, created by the evaluation loop once per batch.
 
     batch: the clips (x `[B, 1, F, T]`, tf_mask, frame_labels, waveform, anomaly ...).
     explanation: the explainer's output for exactly these clips.
     scores: `[B]` the detector's anomaly scores of batch.x (no gradient).
     explain: re-runs the cell's explainer on another detector (sanity checks) -> Explanation.
-    generator: seeded for anything random a metric draws.
+    generator: seeded for anything random a metric draws (the loop gives every metric a fresh one of the
+    same seed, so a value does not depend on which metrics ran before it).
+    memo: detector passes shared by the metrics of this context (`metrics._passes`); `subset` contexts
+    (truth-only clips, a metric's clip budget) have their own, kept for the whole batch.
     """
 
     batch: Batch
@@ -32,6 +45,20 @@ class MetricContext:
     explain: Callable[[Detector, Batch], Explanation]
     generator: torch.Generator
     percentiles: tuple[int, ...] = PERCENTILES
+    memo: PassMemo = field(default_factory=PassMemo)
+    _subsets: dict = field(default_factory=dict, repr=False)
+
+    def subset(self, rows: torch.Tensor) -> MetricContext:
+        """The context of some of the batch's clips (`rows` `[K]` long), made once per batch and rows."""
+        key = tuple(rows.tolist())
+        if key == tuple(range(len(self.batch))):
+            return self
+        if key not in self._subsets:
+            self._subsets[key] = MetricContext(
+                batch=self.batch.select(rows), explanation=self.explanation.select(rows.to(self.scores.device)),
+                detector=self.detector, spec=self.spec, scores=self.scores[rows.to(self.scores.device)],
+                explain=self.explain, generator=self.generator, percentiles=self.percentiles)
+        return self._subsets[key]
 
 
 @dataclass
