@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from sklearn.metrics import roc_curve
 
 
 @dataclass(frozen=True)
@@ -90,6 +89,7 @@ class Detector(torch.nn.Module):
         if len(set(y.tolist())) < 2:
             self.eer_threshold = self.tau.clone()
             return
+        from sklearn.metrics import roc_curve  # lazy: a second of import that only training needs
         fpr, tpr, thr = roc_curve(y, s)
         i = int((abs(fpr - (1 - tpr))).argmin())
         self.eer_threshold = torch.tensor(float(thr[i]) if thr[i] != float("inf") else float(s.max()))
