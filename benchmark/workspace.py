@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .dataset import ClipTable, Dataset, load_table
+from .dataset import ClipTable, Dataset
 from .detector import Detector
 from .errors import BenchmarkError
 from .registry import registry
@@ -64,7 +64,8 @@ class Workspace:
     def table(self, config: PluginConfig, split: str) -> ClipTable:
         ident = json.dumps({"name": config.name, "params": config.params}, sort_keys=True, default=str)
         if (ident, split) not in self._tables:
-            self._tables[(ident, split)] = load_table(self.dataset(config), split)
+            from .data_cache import cached_table
+            self._tables[(ident, split)] = cached_table(self.store, config, self.dataset(config), split)
         return self._tables[(ident, split)]
 
     def detector(self, train_key: str, config: PluginConfig) -> Detector:

@@ -135,6 +135,7 @@ class SyntheticDataset(Dataset):
     layouts: ClassVar[tuple[str, ...]]
     truth = frozenset({"intervals", "tf_mask", "audio"})
     has_waveforms = True
+    generated = True  # rendered from the recipe: its stacked splits are cached under --out (benchmark.data_cache)
 
     @classmethod
     def content_inputs(cls, params: dict[str, Any]) -> bytes:
