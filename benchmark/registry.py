@@ -17,7 +17,7 @@ import inspect
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from hashlib import sha256
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -55,7 +55,7 @@ class Plugin:
         path = self.source_file
         if not path.is_file():
             return "nosource"
-        return closure_hash(path)
+        return _closure_hash_once(path.resolve())
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "version": self.version, "summary": self.summary}
@@ -85,6 +85,13 @@ def closure_hash(path: Path) -> str:
     for file, data in _source_closure(Path(path).resolve()):
         h.update(_relative_name(file).encode() + b"\0" + data)
     return h.hexdigest()[:16]
+
+
+@cache
+def _closure_hash_once(path: Path) -> str:
+    """`closure_hash` of a plugin's file, once per process: every cell key asks for it, and a plugin edited
+    while a run is under way must not move the keys of that run's later cells."""
+    return closure_hash(path)
 
 
 def _relative_name(file: Path) -> str:
