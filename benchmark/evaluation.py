@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .cells import EvaluateCell
+from .dataset import notice
 from .detector import Detector
 from .errors import CellFailure
 from .executors import Outcome
@@ -34,7 +35,7 @@ from .explain_step import (
 )
 from .metrics.context import MetricContext, MetricResult
 from .registry import registry
-from .store import DONE, FAILED, SKIPPED
+from .store import DONE, FAILED, SKIPPED, DamagedFile
 from .training import clip_rows
 from .types import Batch, Explanation
 from .workspace import Workspace, seed_everything
@@ -85,7 +86,12 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
     chosen = select_clips(test, evaluate, seed)
     store = ws.store
     explain_part = store.cell_dir(cell.explain_key).relative_to(store.root).as_posix() + "/" + EXPLANATION_FILE
-    stored = StoredExplanations.load(store, explain_part, len(chosen)) if store.is_done(cell.explain_key) else None
+    stored = None
+    if store.is_done(cell.explain_key):
+        try:
+            stored = StoredExplanations.load(store, explain_part, len(chosen))
+        except DamagedFile as exc:
+            notice(f"{exc}: explaining again")
     pending = [i for i, key in enumerate(cell.metric_keys) if not store.is_done(key)]
     live_only = stored.live_only if stored is not None else ()
     live = stored is None or any(needs_live(cell.metrics[i].plugin.needs, live_only) for i in pending)
@@ -145,7 +151,7 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
     if stored is None:
         part = StoredExplanations.stack(explained) if explained else StoredExplanations(
             attribution=torch.zeros(0, *test.x.shape[-2:]))
-        uses = [interpreter] if explainer.get()[0].trains and not interpreter_files else []
+        uses = [interpreter] if explainer.made and explainer.get()[0].trains and not interpreter_files else []
         parts.append(Outcome(cell.explain_key, {
             "cell": "explain", "label": f"explain {cell.label.removeprefix('evaluate ')}", "status": DONE,
             "live_only": list(part.live_only), "fit_log": fit_log, "explain_key": cell.explain_key,
@@ -184,7 +190,9 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
             values = store.rows([key]).to_dict("records")
         rows.extend(values)
         part_files.append(store.rows_relpath(key))
-    part_files.append(explain_part)
+    # the explanations, their examples and the interpreter they came from
+    part_files += list(parts[0].files) + parts[0].uses if stored is None else \
+        list((store.status(cell.explain_key) or {}).get("files", {}))
     cost = {"wall_s": time.monotonic() - t0, "explain_s": explain_s, "n_clips": len(chosen),
             "explanation": "stored" if stored is not None and not live else ("re-explained" if stored else "computed"),
             "metrics_computed": len(pending), "metrics_reused": len(cell.metrics) - len(pending),

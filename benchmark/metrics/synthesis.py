@@ -186,7 +186,8 @@ def _by_keep_percent(values: torch.Tensor) -> dict[str, torch.Tensor]:
     return {str(q): v for q, v in zip(KEEP_PERCENT, values, strict=True)}
 
 
-LATENT_NEEDS = {"explanation_latent"}
+# the live codec (`extra["synthesis"]`) cannot be stored: these metrics run with the explainer
+LATENT_NEEDS = {"explanation_latent", "explanation_synthesis"}
 SWEEP_PASSES = float(len(KEEP_PERCENT) + 1)  # one decode + detector pass per fraction, and the reference
 INPUT_IG_PASSES = float(INPUT_IG_STEPS + len(KEEP_PERCENT) + 1)
 
