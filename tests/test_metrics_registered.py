@@ -369,3 +369,16 @@ def test_sensitivity_max_takes_maps_laid_out_as_views():
     assert not ctx.explanation.attribution.is_contiguous()
     result = metrics.get("sensitivity_max").factory(ctx, n_perturb_samples=2)
     assert torch.isfinite(result.values[""]).all() and (result.values[""] >= 0).all()
+
+
+def test_a_subset_metric_between_deletion_and_insertion_does_not_evict_their_shared_curves():
+    """The per-context memo: insertion reuses deletion's perturbation curves although a metric on a clip subset
+    of the same batch ran in between (the thread-local single-entry memo made it pay its passes again)."""
+    ctx = make_context()
+    deletion = metrics.get("deletion_auc").factory(ctx)
+    assert deletion.forward_passes == 20  # the reference and 2 * 10 - 1 steps, charged to whoever computed them
+    sub = ctx.subset(torch.tensor([0, 2]))
+    assert ctx.subset(torch.tensor([0, 2])) is sub and sub.memo is not ctx.memo
+    metrics.get("deletion_auc").factory(sub)
+    insertion = metrics.get("insertion_auc").factory(ctx)
+    assert insertion.forward_passes == 0
