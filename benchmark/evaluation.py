@@ -92,7 +92,8 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
             stored = StoredExplanations.load(store, explain_part, len(chosen))
         except DamagedFile as exc:
             notice(f"{exc}: explaining again")
-    pending = [i for i, key in enumerate(cell.metric_keys) if not store.is_done(key)]
+    # metric values stand on the stored explanations: explaining again (damaged, lost) recomputes every metric
+    pending = [i for i, key in enumerate(cell.metric_keys) if stored is None or not store.is_done(key)]
     live_only = stored.live_only if stored is not None else ()
     live = stored is None or any(needs_live(cell.metrics[i].plugin.needs, live_only) for i in pending)
     explainer = _Explainer(cell, ws, detector, dataset.spec)
@@ -151,7 +152,10 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
     if stored is None:
         part = StoredExplanations.stack(explained) if explained else StoredExplanations(
             attribution=torch.zeros(0, *test.x.shape[-2:]))
-        uses = [interpreter] if explainer.made and explainer.get()[0].trains and not interpreter_files else []
+        # the detector checkpoint it explained: a detector trained anew (other bytes) makes the explanations stale
+        uses = [store.checkpoint_relpath(cell.train.key)]
+        if explainer.made and explainer.get()[0].trains and not interpreter_files:
+            uses.append(interpreter)
         parts.append(Outcome(cell.explain_key, {
             "cell": "explain", "label": f"explain {cell.label.removeprefix('evaluate ')}", "status": DONE,
             "live_only": list(part.live_only), "fit_log": fit_log, "explain_key": cell.explain_key,
