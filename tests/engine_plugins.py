@@ -86,3 +86,20 @@ def band_mass(ctx: MetricContext) -> MetricResult:
 class Exits(Explainer):
     def explain(self, detector, batch, *, generator):
         raise SystemExit(3)
+
+
+def run_suite_text(tmp_path, text: str, out: str = "runs", leaderboards: str | None = None):
+    """Write suite `text` to `<tmp_path>/<out>.toml`, run it into `<tmp_path>/<out>` on the CPU and publish it into
+    `<tmp_path>/<leaderboards>` (default `lb-<out>`): (summary, published folder, suite file)."""
+    from benchmark.executors import LocalExecutor
+    from benchmark.leaderboard import publish
+    from benchmark.runner import run_suite
+    from benchmark.store import Store
+    from benchmark.suites import load_suite
+
+    path = tmp_path / f"{out}.toml"
+    path.write_text(text)
+    suite = load_suite(str(path))
+    summary = run_suite(suite, out=tmp_path / out, device=torch.device("cpu"), executor=LocalExecutor(),
+                        show_progress=False)
+    return summary, publish(Store(tmp_path / out), suite.name, tmp_path / (leaderboards or f"lb-{out}")), path

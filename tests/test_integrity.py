@@ -16,17 +16,15 @@ import soundfile as sf
 import torch
 
 import benchmark.leaderboard as leaderboard_module
-import tests.engine_plugins  # noqa: F401
 from benchmark import replay
 from benchmark.errors import BenchmarkError
-from benchmark.executors import LocalExecutor
 from benchmark.explain_one import load_checkpoint, read_clip
 from benchmark.features import preset
 from benchmark.integrity import check_name, remove_stale_staging
 from benchmark.leaderboard import publish
-from benchmark.runner import run_suite
 from benchmark.store import DamagedFile, Store
 from benchmark.suites import load_suite
+from tests.engine_plugins import run_suite_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = """
@@ -44,12 +42,8 @@ batch_size = 2
 
 
 def run(tmp_path: Path, text: str = SUITE, out: str = "runs"):
-    path = tmp_path / "t.toml"
-    path.write_text(text)
-    suite = load_suite(str(path))
-    summary = run_suite(suite, out=tmp_path / out, device=torch.device("cpu"), executor=LocalExecutor(),
-                        show_progress=False)
-    return summary, publish(Store(tmp_path / out), suite.name, tmp_path / "lb")
+    summary, folder, _ = run_suite_text(tmp_path, text, out, leaderboards="lb")
+    return summary, folder
 
 
 class Evil:
@@ -171,7 +165,7 @@ def replay_args(tmp_path):
 
 def test_a_tampered_published_copy_is_not_replayed(tmp_path, capsys):
     _, folder = run(tmp_path)
-    args, suite = replay_args(tmp_path), tmp_path / "t.toml"
+    args, suite = replay_args(tmp_path), tmp_path / "runs.toml"
     replay.remember(args, "t", suite, folder)
     assert replay.try_replay(args, "t", suite) is not None
     copy = next((tmp_path / "runs" / "published").glob("t-*"))

@@ -7,13 +7,10 @@ import pytest
 import torch
 
 import benchmark.data_cache as data_cache
-import tests.engine_plugins  # noqa: F401
-from benchmark.executors import LocalExecutor
-from benchmark.leaderboard import publish
 from benchmark.registry import registry
-from benchmark.runner import run_suite
 from benchmark.store import Store
 from benchmark.suites import load_suite
+from tests.engine_plugins import run_suite_text
 
 SUITE = """
 name = "t"
@@ -32,12 +29,7 @@ TWO = SUITE.replace("METRICS", '["test-band-mass", "complexity"]')
 
 
 def run(tmp_path: Path, text: str, out: str):
-    path = tmp_path / f"{out}.toml"
-    path.write_text(text)
-    suite = load_suite(str(path))
-    summary = run_suite(suite, out=tmp_path / out, device=torch.device("cpu"), executor=LocalExecutor(),
-                        show_progress=False)
-    folder = publish(Store(tmp_path / out), suite.name, tmp_path / f"lb-{out}")
+    summary, folder, _ = run_suite_text(tmp_path, text, out)
     return summary, folder, Store(tmp_path / out)
 
 

@@ -3,15 +3,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 import benchmark.runner as runner_module
-import tests.engine_plugins  # noqa: F401
-from benchmark.executors import LocalExecutor
-from benchmark.leaderboard import publish
-from benchmark.runner import run_suite
 from benchmark.store import Store
-from benchmark.suites import load_suite
+from tests.engine_plugins import run_suite_text
 
 SUITE = """
 name = "t"
@@ -29,12 +24,7 @@ batch_size = 2
 
 
 def run(tmp_path: Path, text: str = SUITE, out: str = "runs"):
-    path = tmp_path / "t.toml"
-    path.write_text(text)
-    suite = load_suite(str(path))
-    summary = run_suite(suite, out=tmp_path / out, device=torch.device("cpu"), executor=LocalExecutor(),
-                        show_progress=False)
-    folder = publish(Store(tmp_path / out), suite.name, tmp_path / f"lb-{out}")
+    summary, folder, _ = run_suite_text(tmp_path, text, out)
     return summary, folder
 
 
