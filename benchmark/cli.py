@@ -92,11 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from .plugin_index import listing as plugin_listing
     from .registry import KINDS, registry
     kinds = [registry(args.kind).kind] if args.kind else list(KINDS)
-    listing = {k: [p.describe() for p in registry(k).plugins()] for k in kinds}
+    known = plugin_listing()
+    listing = {k: known[k] for k in kinds}
     if args.json:
-        print(json.dumps(listing, indent=1, default=str))
+        print(json.dumps(listing, indent=1))
         return 0
     for kind, plugins in listing.items():
         print(f"{kind}s ({len(plugins)}):")

@@ -36,6 +36,10 @@ class Dataset:
         if split not in SPLITS:
             raise BenchmarkError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
 
+    def counts(self) -> dict[str, int] | None:
+        """Clips per split ("train", "test", "test_anomalous") when known without reading audio, else None."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         return {"spec": self.spec.to_dict(), "truth": sorted(self.truth), "waveforms": self.has_waveforms}
 

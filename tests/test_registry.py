@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,45 @@ def test_engine_keys_follow_the_code_that_computes_them(tmp_path):
     with open(faith, "a") as fh:
         fh.write("# probe\n")
     assert closure_hash(faith) != before and there()["explain_step.py"] == moved["explain_step.py"]
+
+
+def test_committed_plugin_index_matches_the_plugins():
+    """`list` reads `benchmark/plugin_index.json` without importing torch; it must describe the code as it is
+    (after editing a plugin's metadata: `python -m benchmark.plugin_index`)."""
+    import json
+
+    from benchmark import plugin_index
+    stored = json.loads(plugin_index.INDEX_FILE.read_text())
+    assert stored["digest"] == plugin_index.sources_digest(), "stale: run `python -m benchmark.plugin_index`"
+    # a fresh interpreter: other tests register their own plugins into this process's registries
+    fresh = subprocess.run([sys.executable, "-c", "import json; from benchmark.plugin_index import build_listing;"
+                            " print(json.dumps(build_listing()))"], capture_output=True, text=True, check=True)
+    assert stored["listing"] == json.loads(fresh.stdout)
+
+
+def test_stale_plugin_index_is_rebuilt_not_used(tmp_path, monkeypatch):
+    import json
+
+    from benchmark import plugin_index
+    fake = tmp_path / "index.json"
+    fake.write_text(json.dumps({"digest": "0" * 16, "listing": {"detector": [{"name": "ghost"}]}}))
+    monkeypatch.setattr(plugin_index, "INDEX_FILE", fake)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    got = plugin_index.listing()
+    assert "ghost" not in [p["name"] for p in got["detector"]]
+    assert "dense_ae" in [p["name"] for p in got["detector"]]
+    cached = list((tmp_path / "cache" / "audio-xai-bench").glob("plugin-index-*.json"))
+    assert len(cached) == 1 and json.loads(cached[0].read_text())["listing"] == got
+    # a second edit of the sources changes the digest: the cached listing is not taken for it
+    monkeypatch.setattr(plugin_index, "sources_digest", lambda: "f" * 16)
+    monkeypatch.setattr(plugin_index, "build_listing", lambda: {"detector": [{"name": "rebuilt"}]})
+    assert plugin_index.listing()["detector"] == [{"name": "rebuilt"}]
+
+
+def test_list_command_does_not_import_torch():
+    import subprocess
+    import sys
+    code = ("import sys; from benchmark.cli import main; main(['list']); "
+            "assert 'torch' not in sys.modules, 'list imported torch'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "error_map" in out.stdout

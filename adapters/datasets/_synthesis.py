@@ -169,6 +169,12 @@ class SyntheticDataset(Dataset):
                                 f"families: {', '.join(FAMILIES)}")
         self.plans: list[ClipPlan] = self._plan()
 
+    def counts(self) -> dict[str, int]:
+        """Clips per split from the plan, without rendering any (the suite's cost estimate)."""
+        test = [p for p in self.plans if p.split == "test"]
+        return {"train": sum(p.split == "train" for p in self.plans), "test": len(test),
+                "test_anomalous": sum(p.label == 1 for p in test)}
+
     # ----------------------------------------------------------------------------------- subclass hooks
     def _plan(self) -> list[ClipPlan]:
         raise NotImplementedError

@@ -1,0 +1,145 @@
+"""What a suite will cost before it runs: seconds per cell from measured reference rates.
+
+The rates (`cost_reference.json`) come from a measured `cost.csv` (by default the committed
+`leaderboards/quick/cost.csv`, 2 CPU cores of the project's reference machine): training seconds per
+(epoch x train clip x frame) per detector, and evaluation seconds per (explained clip x frame) per
+(detector, explainer). A suite's cells are priced by the same units: budget epochs (a cap: early stopping
+only makes it cheaper), the dataset's clip counts and frames per clip. Plugins absent from the reference
+are priced at the median rate of their kind, and the estimate says so. The run uses these prices to print
+the suite's cost before it starts and to weight its ETA.
+
+`python -m benchmark.estimate COST_CSV SUITE` rewrites the reference from a cost.csv and the suite it ran.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .cells import EvaluateCell, TrainCell, expand
+from .suites import Suite
+
+REFERENCE_FILE = Path(__file__).with_name("cost_reference.json")
+# explainer parameters that multiply its work (samples, steps): rates scale by suite value / reference value
+WORK_PARAMS = ("n_samples", "nt_samples", "n_steps", "train_clips")
+# fallback when a dataset cannot count its clips without reading them (data on disk)
+DEFAULT_COUNTS = {"train": 1000, "test": 200, "test_anomalous": 100, "frames": 313}
+
+
+@dataclass
+class Estimate:
+    seconds: dict[str, float] = field(default_factory=dict)  # cell key -> expected seconds
+    by_kind: dict[str, float] = field(default_factory=dict)  # "train" / "evaluate" -> seconds
+    unpriced: set[str] = field(default_factory=set)  # plugins priced at the median rate
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.seconds.values())
+
+    def summary(self, device: str) -> str:
+        parts = ", ".join(f"{k} {_duration(v)}" for k, v in self.by_kind.items())
+        line = (f"estimated {self.total_s / 3600:.2f} CPU-hours on 2 cores ({parts}; training at its epoch caps), "
+                f"running on {device}")
+        if self.unpriced:
+            line += f"; no measured rate for {', '.join(sorted(self.unpriced))} (priced at the median)"
+        return line
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def reference() -> dict[str, Any]:
+    return json.loads(REFERENCE_FILE.read_text())
+
+
+def dataset_counts(config) -> dict[str, int]:
+    """Train / test / anomalous-test clip counts and frames per clip of a suite's dataset, without audio."""
+    dataset = config.plugin.factory(**config.params)
+    counts = dataset.counts() if hasattr(dataset, "counts") else None
+    out = dict(DEFAULT_COUNTS)
+    if counts:
+        out.update(counts)
+    out["frames"] = int(dataset.spec.n_frames)
+    return out
+
+
+def estimate_suite(suite: Suite, ref: dict[str, Any] | None = None) -> Estimate:
+    ref = ref or reference()
+    trains, evals = expand(suite)
+    counts = {ds.name: dataset_counts(ds) for ds in suite.datasets}
+    est = Estimate()
+    for cell in trains:
+        est.seconds[cell.key] = _train_seconds(cell, counts[cell.dataset.name], ref, est.unpriced)
+        est.by_kind["train"] = est.by_kind.get("train", 0.0) + est.seconds[cell.key]
+    for cell in evals:
+        est.seconds[cell.key] = _evaluate_seconds(cell, counts[cell.train.dataset.name], ref, est.unpriced)
+        est.by_kind["evaluate"] = est.by_kind.get("evaluate", 0.0) + est.seconds[cell.key]
+    return est
+
+
+def _train_seconds(cell: TrainCell, n: dict[str, int], ref: dict[str, Any], unpriced: set[str]) -> float:
+    rates = ref["train"]
+    rate = rates.get(cell.detector.name)
+    if rate is None:
+        unpriced.add(cell.detector.name)
+        rate = statistics.median(rates.values())
+    epochs = cell.detector.budget.epochs if cell.detector.budget is not None else 1
+    return rate * epochs * n["train"] * n["frames"]
+
+
+def _evaluate_seconds(cell: EvaluateCell, n: dict[str, int], ref: dict[str, Any], unpriced: set[str]) -> float:
+    rates = ref["evaluate"]
+    det, ex = cell.train.detector.name, cell.explainer.name
+    rate = rates.get(f"{det}/{ex}")
+    if rate is None:
+        same = [v for k, v in rates.items() if k.endswith(f"/{ex}")]
+        if not same:
+            unpriced.add(ex)
+        rate = statistics.median(same or rates.values())
+    defaults = cell.explainer.plugin.defaults
+    for name in WORK_PARAMS:
+        ref_value = ref.get("explainer_params", {}).get(ex, {}).get(name, defaults.get(name))
+        value = cell.explainer.params.get(name, defaults.get(name))
+        if isinstance(value, (int, float)) and isinstance(ref_value, (int, float)) and ref_value > 0:
+            rate *= value / ref_value
+    ref_epochs = ref.get("explainer_epochs", {}).get(ex)
+    if cell.explainer.budget is not None and ref_epochs:  # a trained interpreter: its training dominates
+        rate *= cell.explainer.budget.epochs / ref_epochs
+    pool = n["test_anomalous"] if dict(cell.evaluate)["clips"] == "anomalous" else n["test"]
+    clips = min(pool, int(dict(cell.evaluate)["max_clips"]))
+    return rate * clips * n["frames"]
+
+
+def build_reference(cost_csv: Path, suite: Suite) -> dict[str, Any]:
+    """Rates from a measured cost.csv of `suite` (per-cell wall seconds)."""
+    import pandas as pd
+    cost = pd.read_csv(cost_csv)
+    frames = {ds.name: dataset_counts(ds)["frames"] for ds in suite.datasets}
+    epochs = {d.name: d.budget.epochs for d in suite.detectors if d.budget is not None}
+    train = cost[cost.cell == "train"]
+    units = train.apply(lambda r: epochs[r.detector] * r.n_train * frames[r.dataset], axis=1)
+    rates_train = (train.wall_s.groupby(train.detector).sum() / units.groupby(train.detector).sum()).to_dict()
+    ev = cost[cost.cell == "evaluate"]
+    units = ev.apply(lambda r: r.n_clips * frames[r.dataset], axis=1)
+    pair = ev.detector + "/" + ev.explainer
+    rates_eval = (ev.wall_s.groupby(pair).sum() / units.groupby(pair).sum()).to_dict()
+    return {"source": str(cost_csv), "machine": "2 CPU cores (AVX2), the project's reference machine",
+            "train": {k: float(v) for k, v in sorted(rates_train.items())},
+            "explainer_params": {e.name: {**{k: v for k, v in e.plugin.defaults.items() if k in WORK_PARAMS},
+                                          **{k: v for k, v in e.params.items() if k in WORK_PARAMS}}
+                                 for e in suite.explainers},
+            "explainer_epochs": {e.name: e.budget.epochs for e in suite.explainers
+                                 if e.budget is not None and e.plugin.needs & {"training"}},
+            "evaluate": {k: float(v) for k, v in sorted(rates_eval.items())}}
+
+
+if __name__ == "__main__":
+    import sys
+
+    from .suites import load_suite
+    data = build_reference(Path(sys.argv[1]), load_suite(sys.argv[2]))
+    REFERENCE_FILE.write_text(json.dumps(data, indent=1) + "\n")
+    print(REFERENCE_FILE)

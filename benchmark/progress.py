@@ -1,0 +1,124 @@
+"""Progress of a run: bars on a terminal, one log line per cell elsewhere (nohup, CI, Slurm, `| tee`).
+
+The ETA is weighted by each cell's estimated cost (`benchmark.estimate`): cells differ 100x in cost, so
+counting cells would promise the end of a run long before it comes. The measured seconds of the cells
+computed so far calibrate the reference rates to this machine: ETA = remaining estimated cost x (seconds
+spent / estimated cost done). Cached cells take no time and count for neither.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from tqdm.auto import tqdm
+
+MODES = ("bars", "lines", "off")
+
+
+def default_mode(no_progress: bool, stream: TextIO = sys.stderr) -> str:
+    if no_progress:
+        return "off"
+    return "bars" if stream.isatty() else "lines"
+
+
+def clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h} h {m:02d} min" if h else (f"{m} min {s:02d} s" if m else f"{s} s")
+
+
+class RunProgress:
+    """Cells of one run. `weights[key]` is a cell's estimated seconds (missing: the median weight)."""
+
+    def __init__(self, name: str, total: int, weights: dict[str, float], mode: str = "off",
+                 stream: TextIO = sys.stderr):
+        if mode not in MODES:
+            raise ValueError(f"progress mode {mode!r}; modes: {', '.join(MODES)}")
+        self.name, self.total, self.mode, self.stream = name, total, mode, stream
+        self.weights = weights
+        fallback = sorted(weights.values())[len(weights) // 2] if weights else 1.0
+        self._fallback = max(fallback, 1e-6)
+        self.finished = 0
+        self.remaining_weight = 0.0
+        self.done_weight = 0.0
+        self.spent = 0.0
+        self._started: float | None = None
+        self._bar = tqdm(total=total, desc=f"{name} cells", unit="cell", file=stream, dynamic_ncols=True,
+                         disable=mode != "bars")
+        self._inner: tqdm | None = None
+
+    def weight(self, key: str) -> float:
+        return max(self.weights.get(key, self._fallback), 1e-6)
+
+    def plan(self, cells: list[Any]) -> None:
+        """Cells that will be computed (not cached): their cost is what the ETA waits for."""
+        self.remaining_weight += sum(self.weight(c.key) for c in cells)
+
+    def cached(self, count: int = 1) -> None:
+        self.finished += count
+        self._bar.update(count)
+
+    def start(self, cell: Any) -> None:
+        self._started = time.monotonic()
+        if self.mode == "bars":
+            self._close_inner()
+            self._inner = tqdm(desc=cell.label, file=self.stream, leave=False, bar_format="{desc}: {postfix}",
+                               dynamic_ncols=True)
+
+    def update(self, message: str) -> None:
+        if self._inner is not None:
+            self._inner.set_postfix_str(message)
+
+    def finish(self, key: str, label: str, status: str, computed: bool = True) -> None:
+        """One cell ended (`computed`: it ran in this process and its time counts for the ETA)."""
+        seconds = time.monotonic() - self._started if computed and self._started is not None else 0.0
+        self._started = None
+        if computed:
+            w = self.weight(key)
+            self.remaining_weight = max(self.remaining_weight - w, 0.0)
+            self.done_weight += w
+            self.spent += seconds
+        self.finished += 1
+        self._bar.update(1)
+        if self.mode == "bars" and self._inner is not None:
+            self._close_inner()
+        if self.mode == "lines":
+            width = len(str(self.total))
+            took = f" in {clock(seconds)}" if computed else ""
+            print(f"[{self.finished:>{width}}/{self.total}] {status:<7} cell {label}{took}{self._eta()}",
+                  file=self.stream, flush=True)
+
+    def eta_seconds(self) -> float | None:
+        if self.done_weight <= 0 or self.spent <= 0:
+            return None
+        return self.remaining_weight * self.spent / self.done_weight
+
+    def _eta(self) -> str:
+        eta = self.eta_seconds()
+        if eta is None or self.remaining_weight <= 0:
+            return ""
+        return f"; ETA {clock(eta)} (cost-weighted)"
+
+    def _close_inner(self) -> None:
+        if self._inner is not None:
+            self._inner.close()
+            self._inner = None
+
+    def close(self) -> None:
+        self._close_inner()
+        self._bar.close()
+
+
+def steps(items, desc: str, mode: str, stream: TextIO = sys.stderr, total: int | None = None):
+    """Progress over the steps of one long command (`data synth`, `publish`): a bar on a terminal, a line
+    per step otherwise."""
+    if mode == "bars":
+        yield from tqdm(items, desc=desc, file=stream, total=total, dynamic_ncols=True, leave=False)
+        return
+    items = list(items)
+    for i, item in enumerate(items, 1):
+        if mode == "lines":
+            print(f"{desc} [{i}/{len(items)}] {item}", file=stream, flush=True)
+        yield item
