@@ -18,7 +18,7 @@ KIND_CHOICES = ["datasets", "detectors", "explainers", "metrics"]
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2
-        print(f"error: {message} (see `python -m benchmark {self.prog.split()[-1]} --help`)", file=sys.stderr)
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         raise SystemExit(2)
 
 
@@ -36,54 +36,83 @@ def _seeds(value: str) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
+DEFAULT_OUT = Path("results/runs")
+DEFAULT_LEADERBOARDS = Path("results/leaderboards")
+CPU_HOURS_WITHOUT_YES = 2.0
+
+
+def program_name() -> str:
+    """How the user started us: the installed `audio-xai-bench` script or `python -m benchmark`."""
+    return "audio-xai-bench" if Path(sys.argv[0]).name.startswith("audio-xai-bench") else "python -m benchmark"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="benchmark", description="audio-xai-bench: explainers x detectors x datasets")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    prog = program_name()
+    parser = _Parser(prog=prog, description="audio-xai-bench: explainers x detectors x datasets, scored by shared "
+                     "faithfulness, localisation, temporal and sanity metrics",
+                     epilog=f"first run: `{prog} run --suite starter` (minutes on a laptop); suites: docs/suites.md")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     p = sub.add_parser("list", help="registered plugins and their metadata")
     p.add_argument("kind", nargs="?", help="datasets, detectors, explainers or metrics (default: all)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("run", help="run a suite (cached, resumable) and publish its leaderboards")
-    p.add_argument("--suite", required=True, help="smoke, quick, full, controls, or a path to a suite TOML")
-    p.add_argument("--datasets", type=_names, help="only these datasets of the suite")
-    p.add_argument("--detectors", type=_names, help="only these detectors of the suite")
-    p.add_argument("--explainers", type=_names, help="only these explainers of the suite")
-    p.add_argument("--seeds", type=_seeds, help="only these seeds of the suite")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, or cuda")
-    p.add_argument("--executor", default="local", choices=["local", "dask"])
-    p.add_argument("--out", default="runs", type=Path, help="the results store (default: runs/)")
-    p.add_argument("--leaderboards", default="leaderboards", type=Path, help="where tables go")
+    p.add_argument("--suite", required=True, help="starter, smoke, quick, controls, full, or a path to a suite TOML "
+                   "(docs/suites.md)")
+    p.add_argument("--datasets", type=_names, metavar="NAMES", help="only these datasets of the suite")
+    p.add_argument("--detectors", type=_names, metavar="NAMES", help="only these detectors of the suite")
+    p.add_argument("--explainers", type=_names, metavar="NAMES", help="only these explainers of the suite")
+    p.add_argument("--seeds", type=_seeds, help="only these seeds of the suite, e.g. 0,1")
+    p.add_argument("--add-detectors", type=_names, metavar="NAMES",
+                   help="also run these registered detectors, with their default parameters and budget")
+    p.add_argument("--add-explainers", type=_names, metavar="NAMES",
+                   help="also run these registered explainers (`list explainers`), with their defaults")
+    p.add_argument("--add-metrics", type=_names, metavar="NAMES", help="also compute these registered metrics")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N")
+    p.add_argument("--executor", default="local", choices=["local"], help="where cells run: this process")
+    p.add_argument("--out", default=DEFAULT_OUT, type=Path,
+                   help=f"the results store: per-cell records, checkpoints, explanations (default: {DEFAULT_OUT})")
+    p.add_argument("--leaderboards", default=DEFAULT_LEADERBOARDS, type=Path,
+                   help=f"where the suite's tables and page go, in a folder named after it (default: "
+                        f"{DEFAULT_LEADERBOARDS}; the committed tables are `--leaderboards leaderboards`)")
     p.add_argument("--data-root", help="folder of a real dataset (dcase, woodplaner) for the suite's loaders")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--estimate", action="store_true", help="print the suite's estimated cost and exit")
+    p.add_argument("--yes", action="store_true",
+                   help=f"run even when a CPU run is estimated above {CPU_HOURS_WITHOUT_YES:g} hours")
+    p.add_argument("--progress", choices=["auto", "bars", "lines", "off"], default="auto",
+                   help="bars on a terminal, one line per cell otherwise (auto), or as chosen")
+    p.add_argument("--no-progress", action="store_true", help="same as --progress off")
 
     p = sub.add_parser("publish", help="rebuild a suite's leaderboards from the store")
-    p.add_argument("--suite", required=True)
-    p.add_argument("--out", default="runs", type=Path)
-    p.add_argument("--leaderboards", default="leaderboards", type=Path)
+    p.add_argument("--suite", required=True, help="the suite whose results to publish (name or TOML path)")
+    p.add_argument("--out", default=DEFAULT_OUT, type=Path,
+                   help=f"the results store of its run (default: {DEFAULT_OUT})")
+    p.add_argument("--leaderboards", default=DEFAULT_LEADERBOARDS, type=Path,
+                   help=f"where the tables go (default: {DEFAULT_LEADERBOARDS})")
 
     p = sub.add_parser("data", help="write a synthetic dataset to disk, or check one on disk")
-    dsub = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    dsub = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser, metavar="ACTION")
     q = dsub.add_parser("synth", help="write a synthetic dataset in the DCASE or planer layout")
-    q.add_argument("name")
-    q.add_argument("--out", required=True, type=Path)
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--layout", choices=["dcase", "planer"])
+    q.add_argument("name", help="synthetic-machines or synthetic-planer")
+    q.add_argument("--out", required=True, type=Path, help="folder to write (must not hold another dataset)")
+    q.add_argument("--seed", type=int, default=0, help="the generator's seed (default 0)")
+    q.add_argument("--layout", choices=["dcase", "planer"], help="folder layout (default: the dataset's own)")
     q.add_argument("--size", default=None, help="size table of the recipe (tiny, smoke, quick, full)")
     q = dsub.add_parser("check", help="validate a dataset on disk and print its counts")
-    q.add_argument("--dataset", required=True)
-    q.add_argument("--data-root", required=True)
+    q.add_argument("--dataset", required=True, help="dcase or woodplaner")
+    q.add_argument("--data-root", required=True, help="the dataset's folder")
 
-    p = sub.add_parser("explain", help="explain one clip: PNG (map, time curve), WAV if listenable")
-    p.add_argument("wav", type=Path)
-    p.add_argument("--detector", required=True)
-    p.add_argument("--explainer", required=True)
+    p = sub.add_parser("explain", help="explain one clip: score and verdict, PNG (map, time curve), WAV if listenable")
+    p.add_argument("wav", type=Path, help="the clip to explain")
+    p.add_argument("--detector", required=True, help="the detector's registered name (e.g. ae, dense_ae)")
+    p.add_argument("--explainer", required=True, help="the explainer's registered name (e.g. integrated_gradients)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", type=Path, help="a trained detector checkpoint (runs/checkpoints/KEY.pt)")
+    src.add_argument("--checkpoint", type=Path, help="a trained detector checkpoint (<out>/checkpoints/KEY.pt)")
     src.add_argument("--suite-run", type=Path, help="a run directory (--out of a suite run) holding the detector")
     p.add_argument("--dataset", help="which dataset's detector to take from --suite-run, when several")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, type=Path, help="folder for the figures and sound")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
     p = sub.add_parser("check", help="conformance checks of registered plugins")
     p.add_argument("kind", nargs="?", help="explainer or detector (default: all)")
@@ -130,7 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     suite_file = suite_path(args.suite)
     name = _suite_name(suite_file)
     with ExitStack() as held:
-        locked = Path(args.out).is_dir()  # only an existing store can be replayed; a new one waits for validation
+        locked = Path(args.out).is_dir() and not args.estimate  # a new store waits for validation
         if locked:
             held.enter_context(store_lock(args.out))
             replayed = replay.try_replay(args, name, suite_file)
@@ -142,33 +171,71 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .workspace import resolve_device
 
         suite = _validated_suite(args)
-        device, executor = resolve_device(args.device), make_executor(args.executor)
+        device = resolve_device(args.device)
+        weights = _announce(args, suite, device)
+        if weights is None:
+            return 0
+        executor = make_executor(args.executor)
         if not locked:
             held.enter_context(store_lock(args.out))
-        return _run_locked(args, suite, device, executor, t0)
+        return _run_locked(args, suite, device, executor, t0, weights)
+
+
+def _announce(args: argparse.Namespace, suite, device) -> dict[str, float] | None:
+    """Print what the run will cost and where it runs; None when it must not start (`--estimate`, or a long CPU
+    run without `--yes`). Returns each cell's estimated seconds for the ETA."""
+    from .estimate import estimate_suite
+    from .store import DONE, SKIPPED, Store
+
+    est = estimate_suite(suite)
+    todo = est.seconds
+    if Path(args.out).is_dir():  # cells already in the store cost nothing
+        store = Store(args.out)
+        todo = {k: v for k, v in est.seconds.items()
+                if (store.status(k) or {}).get("status") not in (DONE, SKIPPED)}
+    hours = sum(todo.values()) / 3600
+    cells = f"{len(est.seconds)} cells, {len(est.seconds) - len(todo)} already in {args.out}"
+    print(f"{suite.name}: {cells}; {est.summary(str(device))}"
+          + (f"; left to compute: {hours:.2f} CPU-hours" if len(todo) < len(est.seconds) else ""),
+          file=sys.stderr, flush=True)
+    if args.estimate:
+        print(f"{suite.name}: estimated {est.total_s / 3600:.2f} CPU-hours (2 cores) for {len(est.seconds)} cells")
+        return None
+    if device.type == "cpu" and hours > CPU_HOURS_WITHOUT_YES and not args.yes:
+        raise BenchmarkError(f"suite {suite.name!r} is estimated at {hours:.1f} CPU-hours on this CPU: pass --yes to "
+                             f"run it anyway, run it on a GPU (--device cuda), or start with --suite starter or quick")
+    return est.seconds
 
 
 def _validated_suite(args: argparse.Namespace):
-    """The suite as narrowed by the CLI filters, checked whole (plugins, parameters, budgets, dataset sizes)
-    before anything is written."""
-    from .suites import check_datasets, load_suite, narrow
+    """The suite as narrowed and extended by the CLI options, checked whole (plugins, parameters, budgets,
+    dataset sizes) before anything is written."""
+    from .suites import check_datasets, extend, load_suite, narrow
 
     suite = narrow(load_suite(args.suite), datasets=args.datasets, detectors=args.detectors,
                    explainers=args.explainers, seeds=args.seeds)
+    suite = extend(suite, detectors=args.add_detectors, explainers=args.add_explainers, metrics=args.add_metrics)
     if args.data_root:
         suite = _with_data_root(suite, args.data_root)
     check_datasets(suite)
     return suite
 
 
-def _run_locked(args: argparse.Namespace, suite, device, executor, t0: float) -> int:
+def _progress_mode(args: argparse.Namespace) -> str:
+    from .progress import default_mode
+    if args.no_progress:
+        return "off"
+    return default_mode(False) if args.progress == "auto" else args.progress
+
+
+def _run_locked(args: argparse.Namespace, suite, device, executor, t0: float, weights: dict[str, float]) -> int:
     from . import replay
     from .leaderboard import publish
     from .runner import run_suite
     from .store import Store
 
-    summary = run_suite(suite, out=args.out, device=device, executor=executor,
-                        show_progress=not args.no_progress and sys.stderr.isatty())
+    summary = run_suite(suite, out=args.out, device=device, executor=executor, progress=_progress_mode(args),
+                        weights=weights)
     folder = publish(Store(args.out), suite.name, args.leaderboards)
     print(f"{suite.name}: {summary.done} cells computed, {summary.cached} cached, {len(summary.skipped)} skipped, "
           f"{len(summary.failed)} failed in {time.monotonic() - t0:.1f} s on {device}; leaderboards in {folder}")

@@ -40,15 +40,21 @@ class Estimate:
 
     def summary(self, device: str) -> str:
         parts = ", ".join(f"{k} {_duration(v)}" for k, v in self.by_kind.items())
-        line = (f"estimated {self.total_s / 3600:.2f} CPU-hours on 2 cores ({parts}; training at its epoch caps), "
+        line = (f"estimated {_hours(self.total_s)} CPU-hours on 2 cores ({parts}; training at its epoch caps), "
                 f"running on {device}")
         if self.unpriced:
             line += f"; no measured rate for {', '.join(sorted(self.unpriced))} (priced at the median)"
         return line
 
 
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f}" if seconds >= 36 else "<0.01"
+
+
 def _duration(seconds: float) -> str:
-    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def reference() -> dict[str, Any]:

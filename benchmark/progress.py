@@ -45,6 +45,7 @@ class RunProgress:
         self.done_weight = 0.0
         self.spent = 0.0
         self._started: float | None = None
+        self._last = time.monotonic()
         self._bar = tqdm(total=total, desc=f"{name} cells", unit="cell", file=stream, dynamic_ncols=True,
                          disable=mode != "bars")
         self._inner: tqdm | None = None
@@ -57,8 +58,15 @@ class RunProgress:
         self.remaining_weight += sum(self.weight(c.key) for c in cells)
 
     def cached(self, count: int = 1) -> None:
+        """Cells already in the store: counted, not timed."""
         self.finished += count
         self._bar.update(count)
+        if self.mode == "lines":
+            width = len(str(self.total))
+            print(f"[{self.finished:>{width}}/{self.total}] "
+                  f"cached  {count} cell{'s' * (count != 1)} already in the store",
+                  file=self.stream, flush=True)
+        self._last = time.monotonic()
 
     def start(self, cell: Any) -> None:
         self._started = time.monotonic()
@@ -73,8 +81,12 @@ class RunProgress:
 
     def finish(self, key: str, label: str, status: str, computed: bool = True) -> None:
         """One cell ended (`computed`: it ran in this process and its time counts for the ETA)."""
-        seconds = time.monotonic() - self._started if computed and self._started is not None else 0.0
+        now = time.monotonic()
+        # cells run elsewhere (a cluster) have no start here: the time since the previous event stands in
+        began = self._started if self._started is not None else self._last
+        seconds = now - began if computed else 0.0
         self._started = None
+        self._last = now
         if computed:
             w = self.weight(key)
             self.remaining_weight = max(self.remaining_weight - w, 0.0)

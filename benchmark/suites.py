@@ -301,3 +301,25 @@ def narrow(suite: Suite, *, datasets: list[str] | None = None, detectors: list[s
         explainers=keep("explainer", suite.explainers, explainers),
         metrics=suite.metrics, evaluate=suite.evaluate,
     )
+
+
+def extend(suite: Suite, *, detectors: list[str] | None = None, explainers: list[str] | None = None,
+           metrics: list[str] | None = None) -> Suite:
+    """Add registered plugins to a suite with their default parameters (CLI `--add-*`): trying one explainer
+    needs no TOML. Detectors and trained explainers get the default budget; a name the suite already has is
+    an error (the suite's own configuration would be ambiguous)."""
+    from dataclasses import replace
+
+    def added(kind: str, configs: tuple[PluginConfig, ...], names: list[str] | None) -> tuple[PluginConfig, ...]:
+        have = {c.name for c in configs}
+        for n in names or []:
+            registry(kind).get(n)  # unknown plugin -> did-you-mean error
+            if n in have:
+                raise BenchmarkError(f"--add-{kind}s: {kind} {n!r} is already in suite {suite.name!r}")
+        new = [PluginConfig(kind, n, {}, _budget({}, f"--add-{kind}s {n}") if kind != "metric" else None)
+               for n in dict.fromkeys(names or [])]
+        return configs + tuple(new)
+
+    return replace(suite, detectors=added("detector", suite.detectors, detectors),
+                   explainers=added("explainer", suite.explainers, explainers),
+                   metrics=added("metric", suite.metrics, metrics))

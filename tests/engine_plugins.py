@@ -101,5 +101,5 @@ def run_suite_text(tmp_path, text: str, out: str = "runs", leaderboards: str | N
     path.write_text(text)
     suite = load_suite(str(path))
     summary = run_suite(suite, out=tmp_path / out, device=torch.device("cpu"), executor=LocalExecutor(),
-                        show_progress=False)
+                        progress="off")
     return summary, publish(Store(tmp_path / out), suite.name, tmp_path / (leaderboards or f"lb-{out}")), path

@@ -162,7 +162,7 @@ def test_trained_explainers_load_what_the_suite_run_learnt(run_dir, tmp_path):
     suite_file = tmp_path / "t.toml"
     suite_file.write_text(TRAINED_SUITE)
     suite = load_suite(str(suite_file))
-    run_suite(suite, out=tmp_path / "runs", device=torch.device("cpu"), executor=LocalExecutor(), show_progress=False)
+    run_suite(suite, out=tmp_path / "runs", device=torch.device("cpu"), executor=LocalExecutor(), progress="off")
     train_key = expand(suite)[0][0].key
     state = interpreter_state(tmp_path / "runs", train_key, "test-explain-trained", torch.device("cpu"))
     train = load_table(registry("dataset").make("test-blobs"), "train")
