@@ -248,6 +248,12 @@ def _run_locked(args: argparse.Namespace, suite, device, executor, t0: float, we
     return summary.exit_code
 
 
+def suite_name_of(suite: str) -> str:
+    """The `name` of a suite given by name or path (read without loading any plugin)."""
+    from .suites import suite_path
+    return _suite_name(suite_path(suite))
+
+
 def _suite_name(suite_file: Path) -> str:
     """The suite's `name` (its file stem by default), read without loading any plugin, checked to be a name
     that can be a folder of `--leaderboards`."""
@@ -305,12 +311,14 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .explain_one import explain_file
+    from .explain_one import explain
     from .workspace import resolve_device
-    written = explain_file(args.wav, detector=args.detector, explainer=args.explainer, checkpoint=args.checkpoint,
-                           suite_run=args.suite_run, dataset=args.dataset, out=args.out,
-                           device=resolve_device(args.device))
-    for path in written:
+    result = explain(args.wav, detector=args.detector, explainer=args.explainer, checkpoint=args.checkpoint,
+                     suite_run=args.suite_run, dataset=args.dataset, out=args.out,
+                     device=resolve_device(args.device))
+    print(f"{args.wav}: {args.detector} / {args.explainer}")
+    print(result.summary())
+    for path in result.files:
         print(path)
     return 0
 

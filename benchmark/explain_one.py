@@ -189,12 +189,13 @@ def explain_clip(wav: Path, detector: Detector, explainer: Explainer, *, name: s
                          duration_s=duration_s)
 
 
-def write_outputs(clip: ExplainedClip, out: Path, stem: str, title: str) -> list[Path]:
+def write_outputs(clip: ExplainedClip, out: Path, stem: str, title: str,
+                  tf_mask: np.ndarray | None = None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     x = clip.batch.x[0, 0].detach().float().cpu().numpy()
     attribution = clip.explanation.attribution[0].detach().float().cpu().numpy()
     paths = [explanation_figure(x, attribution, out / f"{stem}.png", title=title,
-                                frames_per_second=clip.spec.frames_per_second)]
+                                frames_per_second=clip.spec.frames_per_second, tf_mask=tf_mask)]
     waves = (("explanation", clip.explanation.audio), ("masked_out", clip.explanation.extra.get("audio_masked_out")))
     for tag, wave in waves:
         if wave is None:
@@ -206,10 +207,63 @@ def write_outputs(clip: ExplainedClip, out: Path, stem: str, title: str) -> list
     return paths
 
 
-def explain_file(wav: Path, *, detector: str, explainer: str, checkpoint: Path | None = None,
-                 suite_run: Path | None = None, dataset: str | None = None, out: Path,
-                 device: torch.device | str = "cpu") -> list[Path]:
-    """Explain one recording with a trained detector; returns the files written under `out`."""
+@dataclass
+class ExplainResult:
+    """What `benchmark.explain` returns: the attribution `[F, T]` on the detector's grid, the anomaly score, the
+    EER threshold it is compared with, the calibrated probability, the verdict, how the clip was fitted to the
+    detector's length (None when it already fitted), whether ground truth was found, and the files written."""
+
+    attribution: np.ndarray
+    score: float
+    threshold: float
+    p_anomalous: float
+    verdict: str
+    fitted: str | None
+    ground_truth: Path | None
+    files: list[Path]
+
+    def summary(self) -> str:
+        lines = [f"score {self.score:.4g} vs threshold {self.threshold:.4g} (EER): {self.verdict}, "
+                 f"p(anomalous) {self.p_anomalous:.2f}"]
+        if self.fitted:
+            lines.append(self.fitted)
+        if self.ground_truth is not None:
+            lines.append(f"ground truth outlined from {self.ground_truth}")
+        return "\n".join(lines)
+
+
+def find_ground_truth(wav: Path) -> Path | None:
+    """`ground_truth/.../<stem>.npz` in a folder above the clip (the layout `data synth` writes), when exactly
+    one such file names the clip."""
+    for folder in Path(wav).resolve().parents:
+        truth = folder / "ground_truth"
+        if truth.is_dir():
+            found = sorted(truth.rglob(f"{Path(wav).stem}.npz"))
+            return found[0] if len(found) == 1 else None
+    return None
+
+
+def read_mask(path: Path, grid: tuple[int, int]) -> np.ndarray | None:
+    """The clip's time-frequency mask on the detector's grid (cropped or padded like the audio), or None when
+    the file does not hold one of the grid's band count."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            mask = np.asarray(z["tf_mask"], dtype=bool)
+    except Exception:
+        return None
+    if mask.ndim != 2 or mask.shape[0] != grid[0]:
+        return None
+    out = np.zeros(grid, dtype=bool)
+    t = min(grid[1], mask.shape[1])
+    out[:, :t] = mask[:, :t]
+    return out
+
+
+def explain(wav: Path | str, *, detector: str, explainer: str, checkpoint: Path | str | None = None,
+            suite_run: Path | str | None = None, dataset: str | None = None, out: Path | str | None = None,
+            device: torch.device | str = "cpu") -> ExplainResult:
+    """Explain one recording with a trained detector (a checkpoint file, or the detector of a suite run):
+    attribution, score, threshold and verdict; figures (and sound, for listenable explanations) under `out`."""
     if (checkpoint is None) == (suite_run is None):
         raise BenchmarkError("give exactly one of --checkpoint FILE and --suite-run DIR to say which trained "
                              "detector to explain")
@@ -219,19 +273,40 @@ def explain_file(wav: Path, *, detector: str, explainer: str, checkpoint: Path |
     device = resolve_device(device) if isinstance(device, str) else device
     train_key = None
     if suite_run is not None:
-        checkpoint, train_key = find_train_checkpoint(Path(suite_run), detector, dataset)
+        suite_run = Path(suite_run)
+        checkpoint, train_key = find_train_checkpoint(suite_run, detector, dataset)
     ckpt = load_checkpoint(Path(checkpoint), device)
     det = load_detector(ckpt, detector, device)
     spec = spec_for(ckpt)
+    grid = tuple(int(v) for v in ckpt["grid"])
     ex = registry("explainer").make(explainer)
     ex.bind(spec, device)
     if ex.trains:
         ex.load_state_dict(interpreter_state(suite_run, train_key, explainer, device))
-    clip = explain_clip(wav, det, ex, name=explainer, spec=spec, grid=tuple(int(v) for v in ckpt["grid"]),
-                        device=device)
+    clip = explain_clip(wav, det, ex, name=explainer, spec=spec, grid=grid, device=device)
     verdict = "anomalous" if clip.anomalous else "normal"
-    fitted = clip_samples(spec, int(ckpt["grid"][1])) / spec.sample_rate
-    length = "" if abs(clip.duration_s - fitted) < 1e-3 else f" ({clip.duration_s:.2f} s fitted to {fitted:.2f} s)"
+    fitted_s = clip_samples(spec, grid[1]) / spec.sample_rate
+    fitted = None
+    if abs(clip.duration_s - fitted_s) >= 1e-3:
+        how = "cropped to its first" if clip.duration_s > fitted_s else "zero-padded to"
+        fitted = (f"the clip is {clip.duration_s:.2f} s; {how} {fitted_s:.2f} s, the length {detector} was trained on "
+                  f"({grid[1]} frames)")
+    truth = find_ground_truth(wav)
+    mask = read_mask(truth, grid) if truth is not None else None
+    truth = truth if mask is not None else None
+    length = "" if fitted is None else f" ({clip.duration_s:.2f} s fitted to {fitted_s:.2f} s)"
     title = (f"{wav.name}{length} — {explainer}\n{detector}: score {clip.score:.4g}, "
              f"p(anomalous) {clip.p_anom:.2f} ({verdict} at the EER threshold)")
-    return write_outputs(clip, Path(out), safe_name(wav.stem, detector, explainer), title)
+    files = [] if out is None else write_outputs(clip, Path(out), safe_name(wav.stem, detector, explainer), title,
+                                                 tf_mask=mask)
+    return ExplainResult(attribution=clip.explanation.attribution[0].detach().float().cpu().numpy(),
+                         score=clip.score, threshold=float(det.eer_threshold), p_anomalous=clip.p_anom,
+                         verdict=verdict, fitted=fitted, ground_truth=truth, files=files)
+
+
+def explain_file(wav: Path, *, detector: str, explainer: str, checkpoint: Path | None = None,
+                 suite_run: Path | None = None, dataset: str | None = None, out: Path,
+                 device: torch.device | str = "cpu") -> list[Path]:
+    """Explain one recording with a trained detector; returns the files written under `out`."""
+    return explain(wav, detector=detector, explainer=explainer, checkpoint=checkpoint, suite_run=suite_run,
+                   dataset=dataset, out=out, device=device).files

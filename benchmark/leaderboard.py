@@ -20,7 +20,7 @@ from .errors import BenchmarkError
 from .integrity import check_name, inside, remove_stale_staging, staging_folder, swap_in
 from .metrics.detection import detection_table
 from .registry import registry
-from .report import write_report
+from .report import RESULTS_FILE, write_report
 from .store import Store, atomic_write_bytes
 
 KEYS = ["dataset", "detector", "explainer"]
@@ -152,6 +152,37 @@ def _csv_bytes(df: pd.DataFrame) -> bytes:
     return buf.getvalue().encode()
 
 
+def with_training(detectors: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
+    """Detection rows with how each detector was trained, over its seeds: `epochs` (mean epochs run),
+    `train_s` (mean training seconds) and `capped` (some seed's training stopped at the budget's
+    `max_seconds` safety cap, not at its epochs or early stopping: its numbers depend on the machine)."""
+    trained: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        if r.get("cell") == "train" and r.get("status") == "done":
+            trained.setdefault((r["dataset"], r["detector"]), []).append(r.get("log") or {})
+    out = detectors.copy()
+    keys = list(zip(out["dataset"], out["detector"], strict=True)) if len(out) else []
+
+    def over_seeds(key, field, how):
+        values = [log[field] for log in trained.get(key, []) if field in log]
+        return how(values) if values else np.nan
+
+    out["epochs"] = [over_seeds(k, "epochs", np.mean) for k in keys]
+    out["train_s"] = [over_seeds(k, "train_seconds", np.mean) for k in keys]
+    out["capped"] = [bool(over_seeds(k, "capped_by_time", any) is True) for k in keys]
+    return out
+
+
+def results_bytes(rows: pd.DataFrame) -> bytes:
+    """Every per-clip value of the run in long format (ROW_COLUMNS, the anomaly scores included), sorted so
+    that the same store publishes the same bytes."""
+    order = ["dataset", "detector", "detector_seed", "explainer", "metric", "param", "clip_id"]
+    table = rows.sort_values(order, kind="stable").reset_index(drop=True)
+    buf = io.BytesIO()
+    table.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
 def publish(store: Store, suite_name: str, leaderboards: Path) -> Path:
     """Rebuild `leaderboards/<suite>/` from the store's record of the suite's last run: written whole into a
     staging folder and renamed into place, so readers see the old folder or the new one, never a mix. A cell
@@ -194,9 +225,10 @@ def _write_tables(folder: Path, store: Store, suite_name: str, manifest: dict, r
                   records: list[dict]) -> None:
     scores = rows[rows["metric"] == SCORE_METRIC]
     leaderboard = leaderboard_table(rows, records)
-    detectors = detection_table(scores)
+    detectors = with_training(detection_table(scores), records)
     atomic_write_bytes(folder / "leaderboard.csv", _csv_bytes(leaderboard))
     atomic_write_bytes(folder / "detectors.csv", _csv_bytes(detectors))
     atomic_write_bytes(folder / "cost.csv", _csv_bytes(cost_table(records)))
+    atomic_write_bytes(folder / RESULTS_FILE, results_bytes(rows))
     write_report(folder, suite_name=suite_name, leaderboard=leaderboard, detectors=detectors, rows=rows,
                  records=records, store=store, manifest=manifest)

@@ -46,6 +46,7 @@ class RunProgress:
         self.spent = 0.0
         self._started: float | None = None
         self._last = time.monotonic()
+        self.planned: set[str] = set()
         self._bar = tqdm(total=total, desc=f"{name} cells", unit="cell", file=stream, dynamic_ncols=True,
                          disable=mode != "bars")
         self._inner: tqdm | None = None
@@ -55,7 +56,15 @@ class RunProgress:
 
     def plan(self, cells: list[Any]) -> None:
         """Cells that will be computed (not cached): their cost is what the ETA waits for."""
-        self.remaining_weight += sum(self.weight(c.key) for c in cells)
+        new = [c.key for c in cells if c.key not in self.planned]
+        self.planned.update(new)
+        self.remaining_weight += sum(self.weight(k) for k in new)
+
+    def unplan(self, keys) -> None:
+        """Planned cells that turned out cached after all (their detector did not change)."""
+        gone = [k for k in keys if k in self.planned]
+        self.planned.difference_update(gone)
+        self.remaining_weight = max(self.remaining_weight - sum(self.weight(k) for k in gone), 0.0)
 
     def cached(self, count: int = 1) -> None:
         """Cells already in the store: counted, not timed."""
@@ -109,7 +118,7 @@ class RunProgress:
 
     def _eta(self) -> str:
         eta = self.eta_seconds()
-        if eta is None or self.remaining_weight <= 0:
+        if eta is None or self.remaining_weight <= 0 or self.finished >= self.total:
             return ""
         return f"; ETA {clock(eta)} (cost-weighted)"
 

@@ -19,6 +19,7 @@ import html
 import io
 import json
 import platform
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from .integrity import folder_digests
 from .registry import registry
 from .statistics import (
     ALPHA,
-    CONTROL,
+    CONTROLS,
     CORRECTION,
     OTHER_FAMILY,
     MetricMeta,
@@ -49,8 +50,9 @@ from .statistics import (
     neighbour_tests,
     ranking_chain,
     split_column,
+    top_group,
 )
-from .store import Store, atomic_write_bytes, atomic_write_text
+from .store import ROW_COLUMNS, Store, atomic_write_bytes, atomic_write_text
 
 MIN_AUC = 0.6
 FLOAT_FORMAT = "%.6g"
@@ -66,7 +68,10 @@ MAX_AUDIO_EXAMPLES = 4
 AUDIO_BUDGET_BYTES = 5 * 2**20
 AUDIO_TAGS = ("input", "explanation", "masked_out")
 FLAG_OK, FLAG_LOW, FLAG_UNKNOWN = "ok", "low_auc", "no_auc"
-LEAD_FILES = ("leaderboard.csv", "detectors.csv", "cost.csv")
+LEAD_FILES = ("leaderboard.csv", "detectors.csv", "cost.csv", "results.parquet")
+# the published folder's layout: bumped when a file's columns or meaning change (readers check it)
+SCHEMA_VERSION = 2
+RESULTS_FILE = "results.parquet"
 
 
 # --- tables ------------------------------------------------------------------------------------------
@@ -165,6 +170,8 @@ def markdown(blocks: list[Block]) -> str:
             out.append("\n".join(lines))
         elif b.kind == "img":
             out.append(f"![{b.text}]({b.src})")
+        elif b.kind == "toc":
+            out.append("**Contents:** " + " · ".join(f"[{text}](#{a})" for text, a in b.items))
         elif b.kind == "audio":
             out.append(b.text + ": " + ", ".join(f"[{tag}]({src})" for tag, src in b.items))
         elif b.kind == "links":
@@ -180,18 +187,54 @@ h3{font-size:1.05em;margin-top:1.2em}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
 th,td{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}
 th{background:#f4f4f4}tr:nth-child(even) td{background:#fafafa}
-img{max-width:100%;border:1px solid #eee;margin:.4em 0}
+img{border:1px solid #eee;margin:.4em 0}
+.scroll{overflow-x:auto;max-width:100%}
+.scroll td:first-child,.scroll th:first-child{position:sticky;left:0;z-index:1;background:#fff;
+box-shadow:1px 0 0 #ccc}
+.scroll th:first-child{background:#f4f4f4}
+.fig{overflow-x:auto;max-width:100%}.fig img{max-width:none;height:auto}
+nav#toc{background:#f8f8f8;border:1px solid #ddd;padding:.4em 1em;margin:1em 0;font-size:.9em}
+nav#toc ul{columns:3;margin:.3em 0}
 .audio{margin:.4em 0}.audio audio{height:2em;vertical-align:middle;margin-right:1em}
 code{background:#f4f4f4;padding:0 .2em}
 """
+
+
+def anchor(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "section"
+
+
+def contents(blocks: list[Block]) -> list[tuple[str, str]]:
+    """(heading, anchor) of every h2, anchors made unique in order."""
+    seen: dict[str, int] = {}
+    out = []
+    for b in blocks:
+        if b.kind == "h2":
+            a = anchor(b.text)
+            seen[a] = seen.get(a, 0) + 1
+            out.append((b.text, a if seen[a] == 1 else f"{a}-{seen[a]}"))
+    return out
+
+
+def with_contents(blocks: list[Block]) -> list[Block]:
+    """A table of contents before the first h2 (README.md: a list of links to the sections)."""
+    toc = contents(blocks)
+    first = next((i for i, b in enumerate(blocks) if b.kind == "h2"), len(blocks))
+    return [*blocks[:first], Block("toc", items=toc), *blocks[first:]]
 
 
 def page(blocks: list[Block], title: str) -> str:
     esc = html.escape
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{esc(title)}</title>",
            f"<style>{CSS}</style></head><body>"]
+    anchors = iter(a for _, a in contents(blocks))
     for b in blocks:
-        if b.kind in ("h1", "h2", "h3"):
+        if b.kind == "h2":
+            out.append(f'<h2 id="{esc(next(anchors))}">{esc(b.text)}</h2>')
+        elif b.kind == "toc":
+            out.append('<nav id="toc"><b>Contents</b><ul>' + "".join(f'<li><a href="#{esc(a)}">{esc(t)}</a></li>'
+                                                                    for t, a in b.items) + "</ul></nav>")
+        elif b.kind in ("h1", "h3"):
             out.append(f"<{b.kind}>{esc(b.text)}</{b.kind}>")
         elif b.kind == "p":
             out.append(f"<p>{esc(b.text)}</p>")
@@ -201,9 +244,10 @@ def page(blocks: list[Block], title: str) -> str:
             t = b.table
             head = "".join(f"<th>{esc(h)}</th>" for h in t.header)
             body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in t.rows)
-            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            out.append(f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
         elif b.kind == "img":
-            out.append(f'<div><img src="{esc(b.src)}" alt="{esc(b.text)}" loading="lazy"></div>')
+            out.append(f'<div class="fig"><a href="{esc(b.src)}" title="full size"><img src="{esc(b.src)}" '
+                       f'alt="{esc(b.text)}" loading="lazy"></a></div>')
         elif b.kind == "audio":
             players = "".join(f'{esc(tag)} <audio controls preload="none" src="{esc(src)}"></audio>'
                               for tag, src in b.items)
@@ -373,6 +417,8 @@ def build_manifest(folder: Path, *, suite_name: str, manifest: dict, records: li
             data[cfg.name] = {**ident, "config_hash": sha256(blob).hexdigest()[:16]}
     statuses = [r.get("status") for r in records]
     return {
+        "schema_version": SCHEMA_VERSION,
+        "results_schema": {"file": RESULTS_FILE, "columns": list(ROW_COLUMNS)},
         "suite": suite_name,
         "suite_file": manifest.get("suite_file"),
         "suite_hash": manifest.get("suite_hash"),
@@ -391,8 +437,9 @@ def build_manifest(folder: Path, *, suite_name: str, manifest: dict, records: li
         "plugins": plugin_identities(names),
         "statistics": {"ci": "95 % percentile bootstrap over clips, 1000 resamples",
                        "test": "two-sided Wilcoxon signed-rank on shared (clip, seed) pairs of ranked neighbours",
-                       "control_test": f"one-sided Wilcoxon signed-rank of each explainer against '{CONTROL}' in "
-                                       "the metric's direction, Holm over the explainers of a ranking",
+                       "control_test": f"one-sided Wilcoxon signed-rank of each explainer against each control "
+                                       f"({', '.join(CONTROLS)}) in the metric's direction, Holm over the "
+                                       "explainers of a ranking",
                        "correction": f"{CORRECTION} over the neighbour pairs of each ranking", "alpha": alpha,
                        "min_auc": min_auc},
         # every file of the folder but this one: replay checks a stored copy against them before using it
@@ -432,17 +479,56 @@ def _metric_cell(row: pd.Series, col: str) -> str:
 
 
 def _control_items(controls: pd.DataFrame, dataset: str, detector: str, cols: list[str]) -> list[str]:
-    """Per column, the explainers that beat the random control: 'M[P]: a (p 0.001), b (p 0.02)'."""
+    """Per column and control, the explainers that beat it: 'M[P] vs random (n 8): a (p 0.001), b (p 0.02)'."""
     mine = controls[(controls["dataset"] == dataset) & (controls["detector"] == detector)]
     items = []
     for c in cols:
-        t = mine[mine["metric"] == c]
-        if t.empty:
-            continue
-        winners = t[t["beats_control"]].sort_values(["p_holm", "explainer"])
-        names = ", ".join(f"{r.explainer} (p {fmt(r.p_holm, 2)})" for r in winners.itertuples()) or "none"
-        items.append(f"{c} (n {int(t['n_shared'].max())}): {names}")
+        for control in CONTROLS:
+            t = mine[(mine["metric"] == c) & (mine["control"] == control)]
+            if t.empty:
+                continue
+            winners = t[t["beats_control"]].sort_values(["p_holm", "explainer"])
+            names = ", ".join(f"{r.explainer} (p {fmt(r.p_holm, 2)})" for r in winners.itertuples()) or "none"
+            items.append(f"{c} vs {control} (n {int(t['n_shared'].max())}): {names}")
     return items
+
+
+def _glance_blocks(by_family: dict[str, list[str]], tests: pd.DataFrame, controls: pd.DataFrame,
+                   leaderboard: pd.DataFrame, aucs: dict, min_auc: float, alpha: float) -> list[Block]:
+    """The first screen: per dataset × detector and family (its first headline metric), the explainers tied at
+    the top by the neighbour tests, each marked with the controls it beats."""
+    families = [f for f, cols in by_family.items() if cols]
+    if not families or tests.empty:
+        return []
+    rows = []
+    for (dataset, detector), _ in leaderboard.groupby(["dataset", "detector"], sort=True):
+        cells = []
+        for family in families:
+            column = by_family[family][0]
+            t = tests[(tests["dataset"] == dataset) & (tests["detector"] == detector) & (tests["metric"] == column)]
+            group = top_group(t)
+            if not group:
+                cells.append("–")
+                continue
+            c = controls[(controls["dataset"] == dataset) & (controls["detector"] == detector)
+                         & (controls["metric"] == column) & controls["beats_control"].astype(bool)]
+            marks = []
+            for ex in group:
+                beaten = [ctl for ctl in CONTROLS if ((c["explainer"] == ex) & (c["control"] == ctl)).any()]
+                tested = ((controls["metric"] == column) & (controls["explainer"] == ex)).any()
+                tag = f" (> {', '.join(beaten)})" if beaten else (" (beats no control)" if tested else "")
+                tag = " (control)" if ex in CONTROLS and not beaten else tag
+                marks.append(ex + tag)
+            n = int(t["n_shared"].max()) if "n_shared" in t.columns and len(t) else 0
+            cells.append(f"{column}, n {n}: " + " ≈ ".join(marks))
+        rows.append([dataset, f"{detector} ({auc_flag(aucs.get((dataset, detector)), min_auc)})", *cells])
+    return [Block("h2", "At a glance"),
+            Block("p", f"Per dataset × detector and family: the explainers tied at the top of the family's first "
+                       f"headline metric (the leader and each next neighbour until the first pair the Wilcoxon test "
+                       f"separates at α = {alpha}, Holm-corrected), each marked with the controls "
+                       f"({', '.join(CONTROLS)}) it beats (one-sided Wilcoxon, Holm). A long tie means the "
+                       f"metric cannot rank these explainers at this n."),
+            Block("table", table=Table(["dataset", "detector (AUC flag)", *families], rows))]
 
 
 def _family_blocks(family: str, cols: list[str], leaderboard: pd.DataFrame, ranks: pd.DataFrame,
@@ -480,8 +566,10 @@ def _family_blocks(family: str, cols: list[str], leaderboard: pd.DataFrame, rank
             blocks.append(Block("list", items=chains))
         beaten = _control_items(controls, dataset, detector, present)
         if beaten:
-            blocks.append(Block("p", f"Above the {CONTROL} control (one-sided Wilcoxon on shared clips, Holm over "
-                                     f"the explainers, α = {alpha}):"))
+            present_controls = [c for c in CONTROLS if (controls["control"] == c).any()]
+            plural = "s" if len(present_controls) > 1 else ""
+            blocks.append(Block("p", f"Above the {' and '.join(present_controls)} control{plural} (one-sided "
+                                     f"Wilcoxon on shared clips, Holm over the explainers, α = {alpha}):"))
             blocks.append(Block("list", items=beaten))
     return blocks
 
@@ -511,10 +599,15 @@ def _detector_blocks(detectors: pd.DataFrame, aucs: dict, min_auc: float) -> lis
     if detectors.empty or "machine" not in detectors.columns:
         return blocks + [Block("p", "No detection scores in this run.")]
     pooled = detectors[detectors["machine"].astype(str) == "all"].sort_values(["dataset", "detector"])
-    wanted = [c for c in ("n_seeds", "auc", "auc_std", "pauc", "official_score") if c in pooled.columns]
+    wanted = [c for c in ("n_seeds", "auc", "auc_std", "pauc", "official_score", "epochs", "train_s")
+              if c in pooled.columns]
     header = ["dataset", "detector", *wanted, "flag"]
-    rows = [[r["dataset"], r["detector"], *[fmt(r[c]) for c in wanted],
-             auc_flag(aucs.get((r["dataset"], r["detector"])), min_auc)] for _, r in pooled.iterrows()]
+
+    def flag(r) -> str:
+        text = auc_flag(aucs.get((r["dataset"], r["detector"])), min_auc)
+        return text + ("; TIME-CAPPED training (machine-dependent)" if bool(r.get("capped", False)) else "")
+
+    rows = [[r["dataset"], r["detector"], *[fmt(r[c]) for c in wanted], flag(r)] for _, r in pooled.iterrows()]
     return blocks + [Block("table", table=Table(header, rows))]
 
 
@@ -626,7 +719,8 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     tests = neighbour_tests(leaderboard, rows, headlines, alpha)
     # a random map is the ideal of a sanity check and the worst case of a complexity score: no null there
     tested = [c for c in headlines if family_of(metas, c) not in NOT_AGAINST_CONTROL]
-    controls = control_tests(leaderboard, rows, tested, alpha=alpha, meta=metas)
+    controls = pd.concat([control_tests(leaderboard, rows, tested, control=c, alpha=alpha, meta=metas)
+                          for c in CONTROLS], ignore_index=True)
     agreement = metric_agreement(leaderboard, headlines)
     atomic_write_bytes(folder / "ranks.csv", csv_bytes(ranks))
     atomic_write_bytes(folder / "neighbours.csv", csv_bytes(tests))
@@ -647,12 +741,14 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
                          f"with `python -m benchmark publish --suite {suite_name}`; columns are documented in "
                          f"docs/leaderboard-columns.md."),
               Block("links", items=[(n, n) for n in files])]
+    blocks += _glance_blocks(by_family, tests, controls, leaderboard, aucs, min_auc, alpha)
     blocks += _detector_blocks(detectors, aucs, min_auc) + _rank_blocks(ranks, list(tables))
     for family in tables:
         blocks += _family_blocks(family, by_family[family], leaderboard, ranks, tests, controls, aucs, min_auc,
                                  alpha)
         blocks += [Block("img", f"{family} bar chart", src=rel(p)) for p in pics.bars.get(family, [])]
     blocks += _picture_blocks(pics, rel) + _audio_blocks(audio) + _cost_blocks(records) + _status_blocks(records)
+    blocks = with_contents(blocks)
     atomic_write_text(folder / "README.md", markdown(blocks))
     atomic_write_text(folder / "index.html", page(blocks, f"{suite_name} leaderboard"))
     info = build_manifest(folder, suite_name=suite_name, manifest=manifest, records=records, rows=rows,

@@ -66,13 +66,17 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
     try:
         todo_train = _unfinished(store, trains, summary, report)
         report.plan(todo_train)
+        # evaluate cells not finished in the store: the ETA waits for them from the first training on
+        report.plan([c for c in evals if (store.status(c.key) or {}).get("status") not in (DONE, SKIPPED)])
         for outcome in executor.map(lambda c: guarded(lambda cell: run_train_cell(cell, ws, report.update), c),
                                     started(todo_train)):
             record(outcome)
 
         retrained = {c.key for c in todo_train}
         runnable: list[EvaluateCell] = []
-        for cell in _unfinished(store, evals, summary, report, redo=lambda c: c.train.key in retrained):
+        todo_eval = _unfinished(store, evals, summary, report, redo=lambda c: c.train.key in retrained)
+        report.unplan(set(report.planned) - {c.key for c in todo_train} - {c.key for c in todo_eval})
+        for cell in todo_eval:
             reason = _why_not(cell, store, ws)
             if reason is None:
                 runnable.append(cell)
@@ -80,6 +84,7 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
             status = SKIPPED if not reason.startswith("detector training failed") else FAILED
             record(Outcome(cell.key, {**cell.describe(), "status": status, "reason": reason}, None))
         report.plan(runnable)
+        report.unplan([c.key for c in todo_eval if c.key not in {r.key for r in runnable}])
         for outcome in executor.map(lambda c: guarded(lambda cell: run_evaluate_cell(cell, ws, report.update), c),
                                     started(runnable)):
             record(outcome)

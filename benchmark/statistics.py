@@ -36,6 +36,7 @@ EXACT_MAX_N = 50
 CORRECTION = "holm"
 GROUP = ["dataset", "detector"]
 CONTROL = "random"
+CONTROLS = ("random", "energy")  # every localisation/temporal score is read against both
 OTHER_FAMILY = "other"
 DERIVED_PARAMS = ("mean98_99", "max")
 _COLUMN = re.compile(r"^(?P<metric>[^\[\]]+?)(?:\[(?P<param>[^\]]*)\])?$")
@@ -268,6 +269,20 @@ def ranking_chain(tests: pd.DataFrame) -> str:
     for _, r in tests.iterrows():
         parts += [">" if r["distinguishable"] else "≈", str(r["worse"])]
     return " ".join(parts)
+
+
+def top_group(tests: pd.DataFrame) -> list[str]:
+    """The explainers tied at the top of one ranking: the leader and every next neighbour down to the first
+    distinguishable pair (the neighbour tests of one dataset × detector × metric, any order)."""
+    if tests.empty:
+        return []
+    tests = tests.sort_values("position")
+    group = [str(tests["better"].iloc[0])]
+    for _, r in tests.iterrows():
+        if r["distinguishable"]:
+            break
+        group.append(str(r["worse"]))
+    return group
 
 
 def borda(ranks: pd.DataFrame) -> pd.DataFrame:

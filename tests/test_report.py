@@ -216,7 +216,7 @@ def test_readme_flags_weak_detectors_and_marks_neighbours(published):
     assert "| explainer | Borda rank |" in readme
     assert "⚠ detector AUC 0.55 < 0.6" in readme
     assert "test-report-mass: error_map > random" in readme
-    assert "Above the random control" in readme and "test-report-mass (n 16): error_map (p " in readme
+    assert "Above the random control" in readme and "test-report-mass vs random (n 16): error_map (p " in readme
     assert "failed: CellFailure: shape (2, 3)" in readme
 
 
