@@ -91,13 +91,16 @@ def load_results(out: str | Path, suite: str | None = None):
     store = Store(out)
     if suite is not None:
         from .cli import suite_name_of
-        manifest = store.suite_manifest(suite_name_of(suite))
+        names = [suite_name_of(suite)]
+    else:  # the last run of every suite in the store (a cell's parts hold the same rows again: not those)
+        names = sorted(p.stem for p in (out / "suites").glob("*.json"))
+    keys: list[str] = []
+    for name in names:
+        manifest = store.suite_manifest(name)
         if manifest is None:
-            raise BenchmarkError(f"no run of suite {suite!r} in '{out}'")
-        keys = manifest["train"] + manifest["evaluate"]
-    else:
-        keys = sorted(p.name for p in (out / "cells").iterdir() if (store.status(p.name) or {}).get("status") == DONE)
-    return store.rows(keys)
+            raise BenchmarkError(f"no run of suite {name!r} in '{out}'")
+        keys += [k for k in manifest["train"] + manifest["evaluate"] if k not in keys]
+    return store.rows([k for k in keys if (store.status(k) or {}).get("status") == DONE])
 
 
 def explain(wav: str | Path, *, detector: str, explainer: str, checkpoint: str | Path | None = None,

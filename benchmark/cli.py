@@ -236,7 +236,7 @@ def _run_locked(args: argparse.Namespace, suite, device, executor, t0: float, we
 
     summary = run_suite(suite, out=args.out, device=device, executor=executor, progress=_progress_mode(args),
                         weights=weights)
-    folder = publish(Store(args.out), suite.name, args.leaderboards)
+    folder = publish(Store(args.out), suite.name, args.leaderboards, _progress_mode(args))
     print(f"{suite.name}: {summary.done} cells computed, {summary.cached} cached, {len(summary.skipped)} skipped, "
           f"{len(summary.failed)} failed in {time.monotonic() - t0:.1f} s on {device}; leaderboards in {folder}")
     for line in summary.skipped:

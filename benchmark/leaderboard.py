@@ -19,6 +19,7 @@ import pandas as pd
 from .errors import BenchmarkError
 from .integrity import check_name, inside, remove_stale_staging, staging_folder, swap_in
 from .metrics.detection import detection_table
+from .progress import Counter
 from .registry import registry
 from .report import RESULTS_FILE, write_report
 from .store import Store, atomic_write_bytes
@@ -173,6 +174,9 @@ def with_training(detectors: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
     return out
 
 
+PUBLISH_STAGES = ("tables", "statistics", "figures and audio", "page and manifest")
+
+
 def results_bytes(rows: pd.DataFrame) -> bytes:
     """Every per-clip value of the run in long format (ROW_COLUMNS, the anomaly scores included), sorted so
     that the same store publishes the same bytes."""
@@ -183,10 +187,11 @@ def results_bytes(rows: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def publish(store: Store, suite_name: str, leaderboards: Path) -> Path:
+def publish(store: Store, suite_name: str, leaderboards: Path, progress: str | None = None) -> Path:
     """Rebuild `leaderboards/<suite>/` from the store's record of the suite's last run: written whole into a
     staging folder and renamed into place, so readers see the old folder or the new one, never a mix. A cell
-    whose files no longer verify stops the publish (`BenchmarkError`, "re-run")."""
+    whose files no longer verify stops the publish (`BenchmarkError`, "re-run"). `progress`: a mode of
+    `benchmark.progress` (default: bars on a terminal, lines otherwise)."""
     check_name(suite_name, "suite name")
     manifest = store.suite_manifest(suite_name)
     if manifest is None:
@@ -208,8 +213,9 @@ def publish(store: Store, suite_name: str, leaderboards: Path) -> Path:
         staging = staging_folder(target)
     except OSError as exc:
         raise BenchmarkError(f"cannot write leaderboards into '{leaderboards}': {exc.strerror or exc}") from None
+    stages = Counter(f"publish {suite_name}", len(PUBLISH_STAGES), progress)
     try:
-        _write_tables(staging, store, suite_name, manifest, rows, records)
+        _write_tables(staging, store, suite_name, manifest, rows, records, stages)
         swap_in(staging, target)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
@@ -218,11 +224,15 @@ def publish(store: Store, suite_name: str, leaderboards: Path) -> Path:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        stages.close()
     return target
 
 
 def _write_tables(folder: Path, store: Store, suite_name: str, manifest: dict, rows: pd.DataFrame,
-                  records: list[dict]) -> None:
+                  records: list[dict], stages: Counter | None = None) -> None:
+    if stages is not None:
+        stages.stage(PUBLISH_STAGES[0])
     scores = rows[rows["metric"] == SCORE_METRIC]
     leaderboard = leaderboard_table(rows, records)
     detectors = with_training(detection_table(scores), records)
@@ -231,4 +241,4 @@ def _write_tables(folder: Path, store: Store, suite_name: str, manifest: dict, r
     atomic_write_bytes(folder / "cost.csv", _csv_bytes(cost_table(records)))
     atomic_write_bytes(folder / RESULTS_FILE, results_bytes(rows))
     write_report(folder, suite_name=suite_name, leaderboard=leaderboard, detectors=detectors, rows=rows,
-                 records=records, store=store, manifest=manifest)
+                 records=records, store=store, manifest=manifest, stages=stages)

@@ -1,4 +1,5 @@
-"""Progress of a run: bars on a terminal, one log line per cell elsewhere (nohup, CI, Slurm, `| tee`).
+"""Progress of a run: bars on a terminal, one log line per cell elsewhere (nohup, CI, Slurm, `| tee`);
+`Counter` for the steps of `data synth` and `publish`.
 
 The ETA is weighted by each cell's estimated cost (`benchmark.estimate`): cells differ 100x in cost, so
 counting cells would promise the end of a run long before it comes. The measured seconds of the cells
@@ -132,14 +133,34 @@ class RunProgress:
         self._bar.close()
 
 
-def steps(items, desc: str, mode: str, stream: TextIO = sys.stderr, total: int | None = None):
-    """Progress over the steps of one long command (`data synth`, `publish`): a bar on a terminal, a line
-    per step otherwise."""
-    if mode == "bars":
-        yield from tqdm(items, desc=desc, file=stream, total=total, dynamic_ncols=True, leave=False)
-        return
-    items = list(items)
-    for i, item in enumerate(items, 1):
-        if mode == "lines":
-            print(f"{desc} [{i}/{len(items)}] {item}", file=stream, flush=True)
-        yield item
+class Counter:
+    """Progress over many small items (clips written, figures drawn): a bar on a terminal, otherwise a line
+    at every tenth of the way (a log gets ten lines, not ten thousand)."""
+
+    def __init__(self, desc: str, total: int, mode: str | None = None, stream: TextIO = sys.stderr):
+        self.desc, self.total, self.stream = desc, total, stream
+        self.mode = mode or default_mode(False, stream)
+        self.done = 0
+        self._t0 = time.monotonic()
+        self._bar = tqdm(total=total, desc=desc, file=stream, dynamic_ncols=True, leave=False,
+                         disable=self.mode != "bars")
+
+    def update(self, n: int = 1) -> None:
+        before = self.done * 10 // max(self.total, 1)
+        self.done += n
+        self._bar.update(n)
+        if self.mode == "lines" and self.done * 10 // max(self.total, 1) > before:
+            print(f"{self.desc}: {self.done}/{self.total} in {clock(time.monotonic() - self._t0)}",
+                  file=self.stream, flush=True)
+
+    def stage(self, name: str) -> None:
+        """The next named step of a short sequence (`publish`: tables, statistics, figures, page) begins."""
+        self._bar.set_postfix_str(name)
+        if self.mode == "lines":
+            print(f"{self.desc}: {name} ({self.done + 1}/{self.total}) at {clock(time.monotonic() - self._t0)}",
+                  file=self.stream, flush=True)
+        self.done += 1
+        self._bar.update(1)
+
+    def close(self) -> None:
+        self._bar.close()

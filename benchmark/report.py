@@ -306,17 +306,20 @@ class AudioExample:
 
 
 def copy_audio(cells: list[tuple[dict, Path]], folder: Path) -> list[AudioExample]:
-    """Copy the first listenable explanation (with its input and masked-out audio) of up to
-    MAX_AUDIO_EXAMPLES dataset × detector × explainer cells into `folder/audio/`, within AUDIO_BUDGET_BYTES."""
-    out, used, seen = [], 0, set()
+    """Copy one listenable explanation (with its input and masked-out audio) of up to MAX_AUDIO_EXAMPLES
+    dataset × detector × explainer cells into `folder/audio/`, within AUDIO_BUDGET_BYTES: each the first
+    stored clip that no earlier example played."""
+    out, used, seen, heard = [], 0, set(), set()
     for record, source in cells:
         ident = (record["dataset"], record["detector"], record["explainer"])
         if ident in seen or len(out) >= MAX_AUDIO_EXAMPLES:
             continue
-        explanations = sorted(source.glob("*.explanation.wav"))
-        if not explanations:
+        clips = [p.name.removesuffix(".explanation.wav") for p in sorted(source.glob("*.explanation.wav"))]
+        if not clips:
             continue
-        clip = explanations[0].name.removesuffix(".explanation.wav")
+        # a clip no earlier example played, where the cell stored one: four players of one clip teach little
+        clip = next((c for c in clips if (record["dataset"], c) not in heard), clips[0])
+        heard.add((record["dataset"], clip))
         files = [(tag, source / f"{clip}.{tag}.wav") for tag in AUDIO_TAGS if (source / f"{clip}.{tag}.wav").is_file()]
         size = sum(p.stat().st_size for _, p in files)
         if used + size > AUDIO_BUDGET_BYTES:
@@ -500,6 +503,7 @@ def _glance_blocks(by_family: dict[str, list[str]], tests: pd.DataFrame, control
     families = [f for f, cols in by_family.items() if cols]
     if not families or tests.empty:
         return []
+    present = [c for c in CONTROLS if (controls["control"] == c).any()] or list(CONTROLS)
     rows = []
     for (dataset, detector), _ in leaderboard.groupby(["dataset", "detector"], sort=True):
         cells = []
@@ -526,7 +530,7 @@ def _glance_blocks(by_family: dict[str, list[str]], tests: pd.DataFrame, control
             Block("p", f"Per dataset × detector and family: the explainers tied at the top of the family's first "
                        f"headline metric (the leader and each next neighbour until the first pair the Wilcoxon test "
                        f"separates at α = {alpha}, Holm-corrected), each marked with the controls "
-                       f"({', '.join(CONTROLS)}) it beats (one-sided Wilcoxon, Holm). A long tie means the "
+                       f"({', '.join(present)}) it beats (one-sided Wilcoxon, Holm). A long tie means the "
                        f"metric cannot rank these explainers at this n."),
             Block("table", table=Table(["dataset", "detector (AUC flag)", *families], rows))]
 
@@ -698,9 +702,14 @@ def _audio_blocks(audio: list[AudioExample]) -> list[Block]:
         [Block("audio", a.label, items=list(a.tracks)) for a in audio]
 
 
+def _stage(stages: Any, name: str) -> None:
+    if stages is not None:
+        stages.stage(name)
+
+
 def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, detectors: pd.DataFrame,
                  rows: pd.DataFrame, records: list[dict], store: Store, manifest: dict,
-                 min_auc: float = MIN_AUC, alpha: float = ALPHA) -> None:
+                 min_auc: float = MIN_AUC, alpha: float = ALPHA, stages: Any = None) -> None:
     """Write the family CSVs, statistics, figures, audio, README.md, index.html and manifest.json of one
     suite into `folder` (which already holds leaderboard.csv, detectors.csv and cost.csv)."""
     folder = Path(folder)
@@ -716,6 +725,7 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     headlines = headline_columns(leaderboard, metas)
     by_family = {f: [c for c in headlines if family_of(metas, c) == f] for f in tables}
     ranks = with_detector_flags(family_ranks(leaderboard, by_family), aucs, min_auc)
+    _stage(stages, "statistics")
     tests = neighbour_tests(leaderboard, rows, headlines, alpha)
     # a random map is the ideal of a sanity check and the worst case of a complexity score: no null there
     tested = [c for c in headlines if family_of(metas, c) not in NOT_AGAINST_CONTROL]
@@ -727,6 +737,7 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     atomic_write_bytes(folder / "controls.csv", csv_bytes(controls))
     atomic_write_bytes(folder / "agreement.csv", csv_bytes(agreement))
 
+    _stage(stages, "figures and audio")
     cells = example_folders(store, manifest)
     pics = _write_figures(folder, leaderboard, metas, by_family, agreement, cells, aucs, min_auc)
     audio = copy_audio(cells, folder)
@@ -748,6 +759,7 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
                                  alpha)
         blocks += [Block("img", f"{family} bar chart", src=rel(p)) for p in pics.bars.get(family, [])]
     blocks += _picture_blocks(pics, rel) + _audio_blocks(audio) + _cost_blocks(records) + _status_blocks(records)
+    _stage(stages, "page and manifest")
     blocks = with_contents(blocks)
     atomic_write_text(folder / "README.md", markdown(blocks))
     atomic_write_text(folder / "index.html", page(blocks, f"{suite_name} leaderboard"))

@@ -197,3 +197,38 @@ def test_errors_name_the_fix(run_dir, tmp_path):
     with pytest.raises(BenchmarkError, match="cannot read"):
         explain_file(tmp_path / "noise.wav", detector="dense_ae", explainer="error_map", suite_run=root,
                      out=tmp_path)
+
+
+def test_api_explain_reports_score_verdict_fit_and_outlines_ground_truth_beside_the_clip(run_dir, tmp_path,
+                                                                                          monkeypatch):
+    import benchmark
+    from benchmark import figures
+    root, ckpt_path = run_dir
+    # the `data synth` layout: <root>/dev_data/<machine>/test/<stem>.wav and <root>/ground_truth/dev/<machine>/
+    clip_dir = tmp_path / "dev_data" / "fan" / "test"
+    clip_dir.mkdir(parents=True)
+    wav = clip_dir / "tone.wav"
+    wav.write_bytes((root / "tone.wav").read_bytes())
+    truth = tmp_path / "ground_truth" / "dev" / "fan"
+    truth.mkdir(parents=True)
+    mask = np.zeros((GRID[0], 50), dtype=bool)  # 50 frames: shorter than the grid, padded with False
+    mask[10:20, 5:15] = True
+    np.savez(truth / "tone.npz", tf_mask=mask, events=np.zeros((0, 4)), kinds=np.zeros(0, dtype=str))
+    seen = {}
+    original = figures.explanation_figure
+    monkeypatch.setattr("benchmark.explain_one.explanation_figure",
+                        lambda *a, **kw: seen.update(mask=kw.get("tf_mask")) or original(*a, **kw))
+    res = benchmark.explain(wav, detector="dense_ae", explainer="error_map", checkpoint=ckpt_path,
+                            out=tmp_path / "out")
+    assert res.attribution.shape == GRID and np.isfinite(res.attribution).all()
+    assert res.verdict == ("anomalous" if res.score >= res.threshold else "normal")
+    assert 0.0 <= res.p_anomalous <= 1.0
+    assert res.fitted == ("the clip is 1.50 s; zero-padded to 2.00 s, the length dense_ae was trained on "
+                          f"({GRID[1]} frames)")
+    assert res.ground_truth == (truth / "tone.npz").resolve()
+    assert seen["mask"].shape == GRID and seen["mask"].sum() == 100 and not seen["mask"][:, 50:].any()
+    assert [p.name for p in res.files] == ["tone-dense_ae-error_map.png"]
+    assert "ground truth outlined" in res.summary() and f"vs threshold {res.threshold:.4g}" in res.summary()
+    # without ground truth or `out`: nothing outlined, nothing written
+    bare = benchmark.explain(root / "tone.wav", detector="dense_ae", explainer="error_map", checkpoint=ckpt_path)
+    assert bare.ground_truth is None and bare.files == [] and bare.score == pytest.approx(res.score)

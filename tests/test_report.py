@@ -270,3 +270,28 @@ def test_git_state_counts_code_not_published_tables(tmp_path):
     assert len(state["commit"]) == 40 and state["dirty"] is False
     (tmp_path / "benchmark" / "core.py").write_text("x = 2\n")
     assert git_state(tmp_path)["dirty"] is True
+
+
+def test_audio_examples_play_distinct_clips_where_the_cells_stored_them(tmp_path):
+    from benchmark.report import copy_audio
+    cells = []
+    for explainer in ("a", "b", "c"):
+        source = tmp_path / "store" / explainer
+        source.mkdir(parents=True)
+        for clip in ("clip1", "clip2"):
+            for tag in ("input", "explanation"):
+                sf.write(str(source / f"{clip}.{tag}.wav"), np.zeros(160, dtype=np.float32), 16000)
+        cells.append(({"dataset": "d", "detector": "det", "explainer": explainer, "seed": 0}, source))
+    examples = copy_audio(cells, tmp_path / "out")
+    clips = [e.label.rsplit("clip ", 1)[1] for e in examples]
+    assert clips == ["clip1", "clip2", "clip1"]  # every stored clip once before any repeats
+    assert all((tmp_path / "out" / rel).is_file() for e in examples for _, rel in e.tracks)
+
+
+def test_first_screen_says_who_is_tied_at_the_top_and_what_it_beats(published):
+    out, _ = published
+    readme = (out / "README.md").read_text()
+    glance = readme[readme.index("## At a glance"):readme.index("## Detectors")]
+    assert readme.index("**Contents:** [At a glance](#at-a-glance)") < readme.index("## At a glance")
+    assert "| test-blobs | test-template (ok) | test-report-curve[mean98_99], n 16: error_map (> random) |" in glance
+    assert "controls (random) it beats" in glance  # the suite has no energy control

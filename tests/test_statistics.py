@@ -183,3 +183,13 @@ def test_control_tests_without_the_control_explainer_are_empty():
     rows = _rows({("a", "unit-score", ""): [0.1, 0.2, 0.3], ("b", "unit-score", ""): [0.3, 0.2, 0.1]})
     out = control_tests(leaderboard_table(rows, []), rows, ["unit-score"])
     assert out.empty and "beats_control" in out.columns
+
+
+def test_top_group_runs_from_the_leader_to_the_first_distinguishable_pair():
+    from benchmark.statistics import top_group
+    tests = pd.DataFrame({"position": [3, 1, 2, 4], "better": ["c", "a", "b", "d"], "worse": ["d", "b", "c", "e"],
+                          "distinguishable": [True, False, False, False]})
+    assert top_group(tests) == ["a", "b", "c"]  # c > d separates; d ≈ e further down does not join
+    tests["distinguishable"] = [False, True, False, False]
+    assert top_group(tests) == ["a"]
+    assert top_group(tests.iloc[0:0]) == []

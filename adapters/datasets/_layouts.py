@@ -19,6 +19,7 @@ import torch
 
 from benchmark.dataset import SPLITS
 from benchmark.features import FeatureSpec, LogMel
+from benchmark.progress import Counter
 
 from ._audio_io import fmt, write_csv, write_features, write_truth, write_wav
 from ._synthesis import ClipPlan, RenderedClip, SyntheticDataset
@@ -105,13 +106,21 @@ def _write_all(ds: SyntheticDataset, folder: Path, job: Job) -> dict[str, list[l
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     workers = min(cores, 8) if "fork" in multiprocessing.get_all_start_methods() else 1
     _TASK = (ds, folder, job, plans)
+    counter = Counter(f"writing {ds.recipe_name}", len(plans))
     try:
         if len(plans) < _SERIAL_BELOW or workers < 2:
-            parts = [_run(i) for i in range(len(plans))]
+            parts = []
+            for i in range(len(plans)):
+                parts.append(_run(i))
+                counter.update()
         else:  # forked workers inherit _TASK, so nothing but clip indices and rows crosses processes
             with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init) as pool:
-                parts = pool.map(_run, range(len(plans)), chunksize=4)
+                parts = []
+                for part in pool.imap(_run, range(len(plans)), chunksize=4):
+                    parts.append(part)
+                    counter.update()
     finally:
+        counter.close()
         _TASK = None
     tables: dict[str, list[list[str]]] = defaultdict(list)
     for part in parts:
