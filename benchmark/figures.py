@@ -13,6 +13,7 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -81,34 +82,46 @@ def percentile_metrics(leaderboard: pd.DataFrame, names: set[str]) -> dict[str, 
 
 
 def percentile_curves(leaderboard: pd.DataFrame, folder: Path, titles: dict[tuple[str, str], str],
-                      names: set[str]) -> list[Path]:
+                      names: set[str], cache: Any = None) -> list[Path]:
     """One PNG per dataset × detector: each percentile metric (of `names`) versus p, a line and CI band per
-    explainer. titles: (dataset, detector) -> figure title (carries the low-AUC flag)."""
+    explainer. titles: (dataset, detector) -> figure title (carries the low-AUC flag). `cache`: a
+    `figure_cache.FigureCache` (None: draw every figure)."""
     metrics = percentile_metrics(leaderboard, names)
     if not metrics:
         return []
     out = []
     for (dataset, detector), group in leaderboard.groupby(["dataset", "detector"], sort=True):
-        fig = _figure(len(metrics), 1, width=max(PANEL_W, 4.5 / len(metrics)))
-        axes = fig.subplots(1, len(metrics), squeeze=False)[0]
-        for ax, (metric, ps) in zip(axes, metrics.items(), strict=True):
-            cols = [f"{metric}[{p}]" for p in ps]
-            for _, r in group.sort_values("explainer").iterrows():
-                mean = np.array([r.get(f"{c}.mean", np.nan) for c in cols], dtype=float)
-                if not np.isfinite(mean).any():
-                    continue
-                lo = np.array([r.get(f"{c}.ci_low", np.nan) for c in cols], dtype=float)
-                hi = np.array([r.get(f"{c}.ci_high", np.nan) for c in cols], dtype=float)
-                line, = ax.plot(ps, mean, marker="o", markersize=3, linewidth=1.2, label=r["explainer"])
-                ax.fill_between(ps, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
-            ax.set_title(metric, fontsize=9)
-            ax.set_xlabel("percentile p", fontsize=8)
-            ax.tick_params(labelsize=7)
-            ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=6, loc="best")
-        fig.suptitle(titles.get((dataset, detector), f"{dataset} / {detector}"), fontsize=9)
-        out.append(_save(fig, folder / f"curves-{safe_name(dataset, detector)}.png"))
+        title = titles.get((dataset, detector), f"{dataset} / {detector}")
+        path = folder / f"curves-{safe_name(dataset, detector)}.png"
+        used = ["explainer", *(f"{m}[{p}].{s}" for m, ps in metrics.items() for p in ps
+                               for s in ("mean", "ci_low", "ci_high"))]
+        inputs = (group[[c for c in used if c in group.columns]].reset_index(drop=True), metrics, title)
+        draw = lambda g=group, t=title, p=path: _curve_figure(g, metrics, t, p)  # noqa: E731
+        out.append(draw() if cache is None else cache.draw(path, inputs, draw))
     return out
+
+
+def _curve_figure(group: pd.DataFrame, metrics: dict[str, list[int]], title: str, path: Path) -> Path:
+    """One dataset × detector's percentile curves (see `percentile_curves`)."""
+    fig = _figure(len(metrics), 1, width=max(PANEL_W, 4.5 / len(metrics)))
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, (metric, ps) in zip(axes, metrics.items(), strict=True):
+        cols = [f"{metric}[{p}]" for p in ps]
+        for _, r in group.sort_values("explainer").iterrows():
+            mean = np.array([r.get(f"{c}.mean", np.nan) for c in cols], dtype=float)
+            if not np.isfinite(mean).any():
+                continue
+            lo = np.array([r.get(f"{c}.ci_low", np.nan) for c in cols], dtype=float)
+            hi = np.array([r.get(f"{c}.ci_high", np.nan) for c in cols], dtype=float)
+            line, = ax.plot(ps, mean, marker="o", markersize=3, linewidth=1.2, label=r["explainer"])
+            ax.fill_between(ps, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("percentile p", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=6, loc="best")
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
 
 
 def metric_bars(leaderboard: pd.DataFrame, columns: list[str], path: Path, *, title: str,

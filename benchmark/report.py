@@ -33,6 +33,7 @@ import pandas as pd
 
 from . import figures
 from .errors import BenchmarkError
+from .figure_cache import FigureCache
 from .integrity import folder_digests
 from .registry import registry
 from .statistics import (
@@ -649,28 +650,38 @@ class Figures:
 
 def _write_figures(folder: Path, leaderboard: pd.DataFrame, metas: dict[str, MetricMeta],
                    by_family: dict[str, list[str]], agreement: pd.DataFrame, cells: list[tuple[dict, Path]],
-                   aucs: dict, min_auc: float) -> Figures:
+                   aucs: dict, min_auc: float, cache: FigureCache) -> Figures:
     titles = {k: _figure_title(*k, aucs, min_auc) for k in
               leaderboard[["dataset", "detector"]].drop_duplicates().itertuples(index=False, name=None)}
     fig_dir = folder / "figures"
-    curves = figures.percentile_curves(leaderboard, fig_dir, titles, {m for m, i in metas.items() if i.per_percentile})
+    curves = figures.percentile_curves(leaderboard, fig_dir, titles, {m for m, i in metas.items() if i.per_percentile},
+                                       cache=cache)
     bars: dict[str, list[Path]] = {}
     for family, cols in by_family.items():
         for dataset, group in leaderboard.groupby("dataset", sort=True):
             labels = {d: d + (" ⚠ low AUC" if auc_flag(aucs.get((dataset, d)), min_auc) == FLAG_LOW else "")
                       for d in group["detector"].unique()}
-            path = figures.metric_bars(group, cols, fig_dir / f"bars-{figures.safe_name(dataset, family)}.png",
-                                       title=f"{family} — {dataset}", detector_labels=labels)
+            path = fig_dir / f"bars-{figures.safe_name(dataset, family)}.png"
+            title = f"{family} — {dataset}"
+            stats = ("mean", "ci_low", "ci_high", "chance")
+            used = ["detector", "explainer", *(f"{c}.{s}" for c in cols for s in stats)]
+            inputs = (group[[c for c in used if c in group.columns]].reset_index(drop=True), cols, title, labels)
+            path = cache.draw(path, inputs, lambda g=group, c=cols, p=path, t=title, lab=labels:
+                              figures.metric_bars(g, c, p, title=t, detector_labels=lab))
             if path is not None:
                 bars.setdefault(family, []).append(path)
     galleries = []
     for dataset, detector in sorted({(r["dataset"], r["detector"]) for r, _ in cells}):
         mine = [(r, f) for r, f in cells if (r["dataset"], r["detector"]) == (dataset, detector)]
-        path = figures.gallery(gallery_maps(mine), fig_dir / f"gallery-{figures.safe_name(dataset, detector)}.png",
-                               title=titles.get((dataset, detector), f"{dataset} / {detector}"))
+        maps = gallery_maps(mine)
+        path = fig_dir / f"gallery-{figures.safe_name(dataset, detector)}.png"
+        title = titles.get((dataset, detector), f"{dataset} / {detector}")
+        path = cache.draw(path, (maps, title), lambda m=maps, p=path, t=title: figures.gallery(m, p, title=t))
         if path is not None:
             galleries.append(path)
-    return Figures(curves, bars, figures.agreement_heatmap(agreement, fig_dir / "agreement.png"), galleries)
+    heatmap = cache.draw(fig_dir / "agreement.png", agreement,
+                         lambda: figures.agreement_heatmap(agreement, fig_dir / "agreement.png"))
+    return Figures(curves, bars, heatmap, galleries)
 
 
 def _picture_blocks(pics: Figures, rel) -> list[Block]:
@@ -739,7 +750,8 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
 
     _stage(stages, "figures and audio")
     cells = example_folders(store, manifest)
-    pics = _write_figures(folder, leaderboard, metas, by_family, agreement, cells, aucs, min_auc)
+    pics = _write_figures(folder, leaderboard, metas, by_family, agreement, cells, aucs, min_auc,
+                          FigureCache(store.root))
     audio = copy_audio(cells, folder)
 
     rel = lambda p: p.relative_to(folder).as_posix()  # noqa: E731
