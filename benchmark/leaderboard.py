@@ -18,8 +18,10 @@ import pandas as pd
 
 from .errors import BenchmarkError
 from .integrity import check_name, inside, remove_stale_staging, staging_folder, swap_in
+from .metrics import detection as detection_module
 from .metrics.detection import detection_table
 from .progress import Counter
+from .publish_cache import cached_frame
 from .registry import registry
 from .report import RESULTS_FILE, write_report
 from .store import Store, atomic_write_bytes
@@ -154,9 +156,10 @@ def _csv_bytes(df: pd.DataFrame) -> bytes:
 
 
 def with_training(detectors: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
-    """Detection rows with how each detector was trained, over its seeds: `epochs` (mean epochs run),
-    `train_s` (mean training seconds) and `capped` (some seed's training stopped at the budget's
-    `max_seconds` safety cap, not at its epochs or early stopping: its numbers depend on the machine)."""
+    """Detection rows with how each detector was trained, over its seeds: `epochs` (mean epochs run) and
+    `capped` (some seed's training stopped at the budget's `max_seconds` safety cap, not at its epochs or
+    early stopping: its numbers depend on the machine). Seconds stay in cost.csv: this table is
+    reproducible byte for byte."""
     trained: dict[tuple[str, str], list[dict]] = {}
     for r in records:
         if r.get("cell") == "train" and r.get("status") == "done":
@@ -169,7 +172,6 @@ def with_training(detectors: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
         return how(values) if values else np.nan
 
     out["epochs"] = [over_seeds(k, "epochs", np.mean) for k in keys]
-    out["train_s"] = [over_seeds(k, "train_seconds", np.mean) for k in keys]
     out["capped"] = [bool(over_seeds(k, "capped_by_time", any) is True) for k in keys]
     return out
 
@@ -235,7 +237,9 @@ def _write_tables(folder: Path, store: Store, suite_name: str, manifest: dict, r
         stages.stage(PUBLISH_STAGES[0])
     scores = rows[rows["metric"] == SCORE_METRIC]
     leaderboard = leaderboard_table(rows, records)
-    detectors = with_training(detection_table(scores), records)
+    detection = cached_frame(store.root, "detection_table", scores.reset_index(drop=True),
+                             lambda: detection_table(scores), code=(Path(detection_module.__file__),))
+    detectors = with_training(detection, records)
     atomic_write_bytes(folder / "leaderboard.csv", _csv_bytes(leaderboard))
     atomic_write_bytes(folder / "detectors.csv", _csv_bytes(detectors))
     atomic_write_bytes(folder / "cost.csv", _csv_bytes(cost_table(records)))

@@ -33,8 +33,8 @@ import pandas as pd
 
 from . import figures
 from .errors import BenchmarkError
-from .figure_cache import FigureCache
 from .integrity import folder_digests
+from .publish_cache import FigureCache
 from .registry import registry
 from .statistics import (
     ALPHA,
@@ -604,7 +604,7 @@ def _detector_blocks(detectors: pd.DataFrame, aucs: dict, min_auc: float) -> lis
     if detectors.empty or "machine" not in detectors.columns:
         return blocks + [Block("p", "No detection scores in this run.")]
     pooled = detectors[detectors["machine"].astype(str) == "all"].sort_values(["dataset", "detector"])
-    wanted = [c for c in ("n_seeds", "auc", "auc_std", "pauc", "official_score", "epochs", "train_s")
+    wanted = [c for c in ("n_seeds", "auc", "auc_std", "pauc", "official_score", "epochs")
               if c in pooled.columns]
     header = ["dataset", "detector", *wanted, "flag"]
 

@@ -107,7 +107,7 @@ def test_default_folders_are_under_results_with_a_line_per_cell(tmp_path):
     assert '<nav id="toc">' in page and 'href="#at-a-glance"' in page and '<h2 id="at-a-glance">' in page
     assert page.index('id="at-a-glance"') < page.index('id="detectors"')
     detectors = pd.read_csv(folder / "detectors.csv")
-    assert {"epochs", "train_s", "capped"} <= set(detectors.columns) and not detectors["capped"].any()
+    assert {"epochs", "capped"} <= set(detectors.columns) and not detectors["capped"].any()
     assert (detectors["epochs"] >= 1).all() and (detectors["epochs"] <= 8).all()
 
 

@@ -13,7 +13,6 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 MAX_FPR = 0.1
 ALL = "all"
@@ -29,6 +28,7 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     labels = np.asarray(labels)
     if len(np.unique(labels)) < 2:
         return float("nan")
+    from sklearn.metrics import roc_auc_score  # ~1 s at import: only when a table is computed
     return float(roc_auc_score(labels, scores))
 
 
@@ -37,6 +37,7 @@ def pauc(labels: np.ndarray, scores: np.ndarray, max_fpr: float = MAX_FPR) -> fl
     labels = np.asarray(labels)
     if len(np.unique(labels)) < 2:
         return float("nan")
+    from sklearn.metrics import roc_auc_score
     return float(roc_auc_score(labels, scores, max_fpr=max_fpr))
 
 

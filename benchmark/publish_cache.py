@@ -1,14 +1,18 @@
-"""Drawn figures kept by what they show: re-publishing after a change redraws only the figures it changed.
+"""What `publish` keeps between runs, keyed by content: re-publishing after a change redoes only what it
+changed (the figures it touched; the detection table when the anomaly scores moved).
 
 Drawing is most of a publish's time (a quick suite: ~30 bar charts, curves, galleries), and adding a
 metric changes one family's bars. A figure's key hashes the drawing code (`figures.py` and matplotlib's
 version) and its inputs (the leaderboard columns it plots, its title, the example maps); the PNG is kept
 under `<out>/cache/figures/<key>-<sha>.png`, its name carrying the SHA-256 of its bytes, so a damaged copy
-is never used (it is drawn again). Without a store (`root=None`) every figure is drawn.
+is never used (it is drawn again). Without a store (`root=None`) every figure is drawn. `cached_frame`
+does the same for a table (parquet under `<out>/cache/tables/`): the detection table is the one
+`publish` would otherwise recompute, importing scikit-learn, after every added metric.
 """
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Callable
 from dataclasses import fields, is_dataclass
 from hashlib import sha256
@@ -23,6 +27,7 @@ from . import figures
 from .store import atomic_write_bytes
 
 FOLDER = "cache/figures"
+TABLES = "cache/tables"
 
 
 def digest(value: Any, h=None):
@@ -71,18 +76,47 @@ class FigureCache:
             self.drawn += 1
             return draw()
         key = digest([self.code, Path(path).name, inputs])[:32]
-        for cached in sorted(self.folder.glob(f"{key}-*.png")):
-            data = cached.read_bytes()
-            if sha256(data).hexdigest()[:16] == cached.stem.split("-")[-1]:
-                atomic_write_bytes(Path(path), data)
-                self.reused += 1
-                return Path(path)
-            with contextlib.suppress(OSError):
-                cached.unlink()  # damaged: drawn again below
+        data = _valid(self.folder, key, "png")
+        if data is not None:
+            atomic_write_bytes(Path(path), data)
+            self.reused += 1
+            return Path(path)
         made = draw()
         self.drawn += 1
         if made is not None:
-            data = Path(made).read_bytes()
-            with contextlib.suppress(OSError):  # a read-only store only costs the next publish its speed
-                atomic_write_bytes(self.folder / f"{key}-{sha256(data).hexdigest()[:16]}.png", data)
+            _keep(self.folder, key, "png", Path(made).read_bytes())
         return made
+
+
+def _valid(folder: Path, key: str, suffix: str) -> bytes | None:
+    """The bytes of `<key>-<sha>.<suffix>` in `folder` whose content matches its name; damaged copies go."""
+    for cached in sorted(folder.glob(f"{key}-*.{suffix}")):
+        data = cached.read_bytes()
+        if sha256(data).hexdigest()[:16] == cached.stem.split("-")[-1]:
+            return data
+        with contextlib.suppress(OSError):
+            cached.unlink()
+    return None
+
+
+def _keep(folder: Path, key: str, suffix: str, data: bytes) -> None:
+    with contextlib.suppress(OSError):  # a read-only store only costs the next publish its speed
+        atomic_write_bytes(folder / f"{key}-{sha256(data).hexdigest()[:16]}.{suffix}", data)
+
+
+def cached_frame(root: Path | None, name: str, inputs: Any, build: Callable[[], pd.DataFrame],
+                 code: tuple[Path, ...] = ()) -> pd.DataFrame:
+    """`build()`'s table for `inputs`, from `<root>/cache/tables/` when an earlier publish made it; `code`: the
+    source files whose edits must rebuild it."""
+    if root is None:
+        return build()
+    folder = Path(root) / TABLES
+    key = digest([name, [p.read_bytes() for p in code], inputs])[:32]
+    data = _valid(folder, key, "parquet")
+    if data is not None:
+        return pd.read_parquet(io.BytesIO(data))
+    table = build()
+    buf = io.BytesIO()
+    table.to_parquet(buf, index=False)
+    _keep(folder, key, "parquet", buf.getvalue())
+    return table
