@@ -11,8 +11,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import maximum_bipartite_matching
 
 from ..registry import metrics
 from ._ranking import at_or_above_percentiles
@@ -121,6 +119,8 @@ def event_f1_from_frames(estimated: torch.Tensor, reference: torch.Tensor, *, fr
 
     All P x B matchings are solved as one block-diagonal bipartite graph (Hopcroft-Karp in scipy).
     """
+    from scipy.sparse import csr_matrix  # imported here: not paid by every process that registers metrics
+    from scipy.sparse.csgraph import maximum_bipartite_matching
     n_p, n_b, n_t = estimated.shape
     est_row, est_on, est_off = _runs(estimated.reshape(n_p * n_b, n_t))
     ref_clip, ref_on, ref_off = _runs(reference)
