@@ -76,14 +76,19 @@ def test_ff_hand_values():
     one_frame = torch.zeros(1, f, t, dtype=torch.float64)
     one_frame[..., 4] = 1.0
     ref = template.expand_as(x)
-    # p = 90: quantile position 0.9 * 19 = 17.1 lies between two of the three peak values -> exactly those frames
-    assert ff(score, x, ref, on_anomaly, percentiles=[90]).item() == pytest.approx(1.0)
+    # planer rule, p = 90: quantile position 0.9 * 19 = 17.1 lies between two of the three tied peak values ->
+    # all three frames
+    assert ff(score, x, ref, on_anomaly, percentiles=[90], selection="inclusive").item() == pytest.approx(1.0)
+    assert ff(score, x, ref, elsewhere, percentiles=[90], selection="inclusive").item() == pytest.approx(0.0)
+    # area-matched: share_count(20, 90) = 20 - ceil(17.1) = 2 frames, two of the three tied peaks
+    assert ff(score, x, ref, on_anomaly, percentiles=[90]).item() == pytest.approx(2 / 3)
     assert ff(score, x, ref, elsewhere, percentiles=[90]).item() == pytest.approx(0.0)
     # one peak frame: p = 95 -> position 18.05 between 0 and 1 -> only frame 4 -> one third of the score goes
-    assert ff(score, x, ref, one_frame, percentiles=[95]).item() == pytest.approx(1 / 3)
+    for selection in ("inclusive", "area"):
+        assert ff(score, x, ref, one_frame, percentiles=[95], selection=selection).item() == pytest.approx(1 / 3)
 
 
-def test_ff_flat_map_selects_every_frame_and_ties_are_included():
+def test_ff_flat_map_under_the_planer_rule_selects_every_frame_and_ties_are_included():
     f, t = 3, 10
     template = torch.zeros(1, 1, f, t, dtype=torch.float64)
     weight = torch.ones_like(template)
@@ -91,13 +96,35 @@ def test_ff_flat_map_selects_every_frame_and_ties_are_included():
     reference = torch.full_like(x, 0.5)  # s(x) = 1, s(reference) = 0.25
     score = template_score(template, weight)
     for attribution in (torch.zeros(1, f, t, dtype=torch.float64), torch.full((1, f, t), 7.0, dtype=torch.float64)):
-        got = ff(score, x, reference, attribution)
+        got = ff(score, x, reference, attribution, selection="inclusive")
         assert torch.allclose(got, torch.full_like(got, 0.75))
     # ties exactly at the threshold: frames 0-4 share the top value -> all five replaced at every p >= 50
     tied = torch.zeros(1, f, t, dtype=torch.float64)
     tied[..., :5] = 1.0
-    got = ff(score, x, reference, tied, percentiles=[50, 90, 99])
+    got = ff(score, x, reference, tied, percentiles=[50, 90, 99], selection="inclusive")
     assert torch.allclose(got, torch.full_like(got, 0.5 * 0.75))
+
+
+def test_ff_area_matched_replaces_the_share_the_percentile_names_whatever_the_ties():
+    """A flat, a blocky and a continuous map replace the same number of frames at every p, so FF cannot grow
+    with a coarse explainer's tied area (SLIME, occlusion): each replaced frame here removes 0.075 of s(x)."""
+    from benchmark.metrics._ranking import share_count
+    f, t = 3, 40
+    template = torch.zeros(1, 1, f, t, dtype=torch.float64)
+    x = torch.ones(1, 1, f, t, dtype=torch.float64)
+    reference = torch.full_like(x, 0.5)
+    score = template_score(template, torch.ones_like(template))
+    percentiles = [50, 75, 90, 95, 99]
+    flat = torch.zeros(1, f, t, dtype=torch.float64)
+    blocky = torch.arange(t, dtype=torch.float64).div(10, rounding_mode="floor").expand(1, f, t).clone()
+    smooth = torch.linspace(0, 1, t, dtype=torch.float64).expand(1, f, t).clone()
+    want = torch.tensor([0.75 * share_count(t, p) / t for p in percentiles], dtype=torch.float64)
+    for attribution in (flat, blocky, smooth):
+        got = ff(score, x, reference, attribution, percentiles=percentiles)[:, 0]
+        assert torch.allclose(got, want)
+    # today's rule gives the blocky map a whole 10-frame block at p = 90 where the smooth map gets 4 frames
+    inclusive = ff(score, x, reference, blocky, percentiles=[90], selection="inclusive").item()
+    assert inclusive == pytest.approx(0.75 * 10 / t) and share_count(t, 90) == 4
 
 
 def test_ff_is_zero_when_replacement_raises_the_score():

@@ -99,8 +99,12 @@ def test_flat_and_all_zero_maps_score_chance():
         assert pixel_auroc(a, m).item() == pytest.approx(0.5)
         assert pixel_auprc(a, m).item() == pytest.approx(average_precision_score(m.flatten(), a.flatten()))
         assert pixel_auprc(a, m).item() == pytest.approx(0.2)
-        # every bin is at or above every percentile of a flat map -> the selection is the whole grid
-        assert torch.allclose(iou_at_percentile(a, m), torch.full((10, 1), 0.2, dtype=torch.float64))
+        # the planer rule: every bin is at or above every percentile of a flat map -> the whole grid
+        assert torch.allclose(iou_at_percentile(a, m, selection="inclusive"),
+                              torch.full((10, 1), 0.2, dtype=torch.float64))
+        # area-matched: the percentile's share of bins, drawn uniformly among the ties -> exactly the chance level
+        from benchmark.metrics.localisation import iou_chance
+        assert torch.allclose(iou_at_percentile(a, m), iou_chance(m))
     # a map with only negative relevance has no positive mass to place: chance
     assert relevance_mass_accuracy(-torch.rand(1, 5, 8) - 0.1, m).item() == pytest.approx(0.2)
 

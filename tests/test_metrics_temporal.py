@@ -66,11 +66,17 @@ def test_chunk_f1_hand_built():
     attribution[0, :, 300:305] = 0.5  # chunk 7: FP (chunk 3 is then a FN)
     attribution[0, :, 400] = 2.5      # the trailing frame: a peak that falls in no chunk
     # p = 99: position 0.99 * 400 = 396 falls on the ten 1.0-frames -> exactly the eleven spike frames
-    got = chunk_f1(attribution, labels, chunk_frames=chunk, percentiles=[99])
+    got = chunk_f1(attribution, labels, chunk_frames=chunk, percentiles=[99], selection="inclusive")
     assert got.item() == pytest.approx(0.5)  # P = 1/2, R = 1/2
-    # p = 90: position 360 falls on the zero background -> every chunk predicted: P 2/10, R 1
-    got = chunk_f1(attribution, labels, chunk_frames=chunk, percentiles=[90])
+    # the planer rule at p = 90: position 360 falls on the zero background -> every chunk predicted: P 2/10, R 1
+    got = chunk_f1(attribution, labels, chunk_frames=chunk, percentiles=[90], selection="inclusive")
     assert got.item() == pytest.approx(2 * 0.2 / 1.2)
+    # area-matched at p = 99: share_count(401, 99) = 5 frames, the spike frame and 4 of the ten 1.0-frames
+    # drawn at random, so the 1-s chunks they hit vary, but at most 2 chunks are predicted (P >= 1/2 ... )
+    got = chunk_f1(attribution, labels, chunk_frames=chunk, percentiles=[99, 90])
+    assert got[0].item() in (pytest.approx(0.5), pytest.approx(2 / 3), 0.0)
+    # ... and at p = 90 the 41 frames are the 11 peaks and 30 of the 390 tied zeros, not all of them
+    assert got[1].item() > 2 * 0.2 / 1.2
 
 
 def test_chunk_f1_edge_cases():
@@ -78,10 +84,10 @@ def test_chunk_f1_edge_cases():
     attribution = torch.rand(2, 3, t)
     no_labels = torch.zeros(2, t, dtype=torch.bool)
     assert torch.equal(chunk_f1(attribution, no_labels, chunk_frames=chunk), torch.zeros(10, 2, dtype=torch.float64))
-    # flat map: every chunk predicted; labels in one of two chunks -> P 0.5, R 1
+    # flat map under the planer rule: every chunk predicted; labels in one of two chunks -> P 0.5, R 1
     labels = torch.zeros(2, t, dtype=torch.bool)
     labels[:, 0:3] = True
-    flat = chunk_f1(torch.zeros(2, 3, t), labels, chunk_frames=chunk)
+    flat = chunk_f1(torch.zeros(2, 3, t), labels, chunk_frames=chunk, selection="inclusive")
     assert torch.allclose(flat, torch.full_like(flat, 2 * 0.5 / 1.5))
 
 
@@ -89,7 +95,7 @@ def test_peak_frames_follow_numpy_quantile_with_ties():
     curve_values = np.array([0, 1, 1, 1, 2, 2, 3, 3, 3, 3], dtype=np.float64)
     attribution = torch.from_numpy(curve_values).reshape(1, 1, -1)
     for p in (10, 50, 90, 95, 99):
-        got = peak_frames(attribution, [p])[0, 0].numpy()
+        got = peak_frames(attribution, [p], selection="inclusive")[0, 0].numpy()
         assert np.array_equal(got, curve_values >= np.quantile(curve_values, p / 100))
 
 
@@ -205,3 +211,42 @@ def test_random_map_chance_of_chunk_f1():
     # the level depends on the labels alone, not on any shared random state
     torch.manual_seed(123)
     assert torch.equal(random_map_chance(score, labels, [90, 99]), chance)
+
+
+def test_area_matched_peaks_select_the_same_count_for_blocky_and_continuous_maps():
+    """A SLIME-like 6-segment map selected its whole top segment (66 of 401 frames) at every p under the
+    inclusive rule; area-matched, every map selects share_count(401, p) frames (41 ... 5)."""
+    from benchmark.metrics._ranking import share_count
+    t = 401
+    percentiles = list(range(90, 100))
+    blocky = torch.arange(t).div(67, rounding_mode="floor").double().reshape(1, 1, t)  # 6 flat segments
+    windows = torch.arange(t).div(16, rounding_mode="floor").remainder(5).double().reshape(1, 1, t)
+    smooth = torch.randn(1, 1, t, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    want = torch.tensor([share_count(t, p) for p in percentiles])
+    assert want[0] == 41 and want[-1] == 5
+    for attribution in (blocky, windows, smooth, torch.zeros(1, 1, t, dtype=torch.float64)):
+        assert torch.equal(peak_frames(attribution, percentiles).sum(-1)[:, 0], want)
+    assert (peak_frames(blocky, percentiles, selection="inclusive").sum(-1) == 66).all()  # the top segment
+    assert torch.equal(peak_frames(smooth, percentiles, selection="inclusive"), peak_frames(smooth, percentiles))
+    with pytest.raises(ValueError, match="selection 'loose'"):
+        peak_frames(smooth, [90], selection="loose")
+
+
+def test_a_constant_map_scores_the_random_map_chance_of_chunk_f1():
+    from benchmark.metrics.temporal import random_map_chance
+    g = torch.Generator().manual_seed(5)
+    n, t, chunk = 400, 401, 40
+    labels = torch.zeros(n, t, dtype=torch.bool)
+    onsets = torch.randint(0, t - 120, (n,), generator=g)
+    for i, onset in enumerate(onsets.tolist()):
+        labels[i, onset:onset + 120] = True
+
+    def score(attribution, frame_labels):
+        return chunk_f1(attribution, frame_labels, chunk_frames=chunk, percentiles=[90, 99])
+    constant = score(torch.zeros(n, 1, t), labels).mean(dim=1)
+    chance = random_map_chance(score, labels, [90, 99]).mean(dim=1)
+    assert torch.allclose(constant, chance, atol=0.02)
+    # the planer rule predicts every chunk of a constant map: far above the chance at p = 99
+    inclusive = chunk_f1(torch.zeros(n, 1, t), labels, chunk_frames=chunk, percentiles=[99],
+                         selection="inclusive").mean()
+    assert inclusive > chance[1] + 0.1

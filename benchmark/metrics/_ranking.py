@@ -5,6 +5,7 @@ compare exactly with the values they were taken from (a tie at the threshold is 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -36,6 +37,46 @@ def at_or_above_percentiles(values: torch.Tensor, percentiles: Sequence[int]) ->
     """Selections `values >= quantile(values, p / 100)` for each percentile: `[..., N] -> [P, ..., N]` bool."""
     thresholds = quantile_linear(values, [p / 100 for p in percentiles])
     return values.double().unsqueeze(0) >= thresholds.unsqueeze(-1)
+
+
+SELECTIONS = ("area", "inclusive")
+TIE_SEED = 0  # the seeded draw that breaks ties in an area-matched selection
+
+
+def share_count(n: int, percentile: float) -> int:
+    """Elements a p-th percentile selection keeps of n: n - ceil(p/100 (n - 1)), what `>= quantile` keeps of
+    distinct values (41, 21, 5 of 401 frames at p = 90, 95, 99): the area-matched rule equals the planer
+    paper's on a map without ties."""
+    return n - math.ceil(percentile / 100 * (n - 1) - 1e-9)
+
+
+def top_share_percentiles(values: torch.Tensor, percentiles: Sequence[int], *,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+    """Exactly `share_count(N, p)` of the largest values for each percentile, ties at the threshold broken by
+    a seeded uniform draw: `[..., N] -> [P, ..., N]` bool. A blocky map (tied segments) selects the same area
+    as a continuous one, and a constant map selects a uniformly random share (its chance level)."""
+    values = values.double()
+    n = values.shape[-1]
+    generator = generator or torch.Generator().manual_seed(TIE_SEED)
+    keys = torch.rand(values.shape, generator=generator, dtype=torch.float64).to(values.device)
+    by_key = keys.argsort(dim=-1)
+    # stable descending sort of the values in key order: equal values end up in random order
+    order = by_key.gather(-1, values.gather(-1, by_key).argsort(dim=-1, descending=True, stable=True))
+    position = torch.arange(n, device=values.device).expand_as(order)
+    rank = torch.empty_like(order).scatter_(-1, order, position)
+    counts = torch.tensor([share_count(n, p) for p in percentiles], device=values.device)
+    return rank.unsqueeze(0) < counts.reshape(-1, *([1] * values.dim()))
+
+
+def percentile_selection(values: torch.Tensor, percentiles: Sequence[int], selection: str = "area") -> torch.Tensor:
+    """The p-th percentile selection of every metric that thresholds a map: "area" (`top_share_percentiles`,
+    the default) or "inclusive" (`values >= quantile`, the planer paper's rule, which gives a tied segment
+    at the threshold all of its area): `[..., N] -> [P, ..., N]` bool."""
+    if selection == "area":
+        return top_share_percentiles(values, percentiles)
+    if selection == "inclusive":
+        return at_or_above_percentiles(values, percentiles)
+    raise ValueError(f"selection {selection!r}: use one of {', '.join(SELECTIONS)}")
 
 
 def descending_rank(values: torch.Tensor) -> torch.Tensor:

@@ -68,60 +68,64 @@ def _frame_scores(score: ScoreFn, x: torch.Tensor, reference: torch.Tensor, fram
 
 
 def ff(score: ScoreFn, x: torch.Tensor, reference: torch.Tensor, attribution: torch.Tensor, *,
-       percentiles: Sequence[int] = PERCENTILES, scores: torch.Tensor | None = None) -> torch.Tensor:
+       percentiles: Sequence[int] = PERCENTILES, scores: torch.Tensor | None = None,
+       selection: str = "area") -> torch.Tensor:
     """Frame-based FF per percentile: `-> [P, B]`. `scores` = s(x) if already known (saves one pass)."""
-    perturbed = _frame_scores(score, x, reference, peak_frames(attribution, percentiles))
+    perturbed = _frame_scores(score, x, reference, peak_frames(attribution, percentiles, selection))
     return faithfulness_from_scores(scores_unless_given(score, x, scores), perturbed)
 
 
 def ff_segment(score: ScoreFn, x: torch.Tensor, reference: torch.Tensor, attribution: torch.Tensor,
                frame_labels: torch.Tensor, *, chunk_frames: int, percentiles: Sequence[int] = PERCENTILES,
-               scores: torch.Tensor | None = None) -> torch.Tensor:
+               scores: torch.Tensor | None = None, selection: str = "area") -> torch.Tensor:
     """Segment-based FF per percentile (whole 1-s chunks with a peak, inside annotations): `-> [P, B]`."""
-    frames = segment_frames(peak_frames(attribution, percentiles), frame_labels, chunk_frames)
+    frames = segment_frames(peak_frames(attribution, percentiles, selection), frame_labels, chunk_frames)
     perturbed = _frame_scores(score, x, reference, frames)
     return faithfulness_from_scores(scores_unless_given(score, x, scores), perturbed)
 
 
 def ff_norm(score: ScoreFn, x: torch.Tensor, reference: torch.Tensor, attribution: torch.Tensor,
             normal_median_score: torch.Tensor | float, *, percentiles: Sequence[int] = PERCENTILES,
-            scores: torch.Tensor | None = None) -> torch.Tensor:
+            scores: torch.Tensor | None = None, selection: str = "area") -> torch.Tensor:
     """Frame-based FF-norm per percentile: `-> [P, B]`."""
-    perturbed = _frame_scores(score, x, reference, peak_frames(attribution, percentiles))
+    perturbed = _frame_scores(score, x, reference, peak_frames(attribution, percentiles, selection))
     return normalised_faithfulness_from_scores(scores_unless_given(score, x, scores), perturbed, normal_median_score)
 
 
-def _peak_replaced_scores(ctx: MetricContext) -> torch.Tensor:
+def _peak_replaced_scores(ctx: MetricContext, selection: str) -> torch.Tensor:
     """s(x') for every percentile's peak frames, shared by ff and ff_norm: `[P, B]`."""
     def compute() -> torch.Tensor:
-        frames = peak_frames(ctx.explanation.attribution, ctx.percentiles)
+        frames = peak_frames(ctx.explanation.attribution, ctx.percentiles, selection)
         return _frame_scores(ctx.detector.score, ctx.batch.x, reference_of(ctx), frames)
-    return shared(ctx, ("peak_replaced",), compute, passes=len(ctx.percentiles))
+    return shared(ctx, ("peak_replaced", selection), compute, passes=len(ctx.percentiles))
 
 
-@metrics.register("ff", summary="planer faithfulness, frame-based: max(0, 1 - s(x')/s(x)) with the frames at or "
-                  "above the p-th percentile of the frequency-summed attribution replaced by the reference",
-                  version=1, family="faithfulness", higher_is_better=True, params="percentile")
-def ff_metric(ctx: MetricContext) -> MetricResult:
-    values = faithfulness_from_scores(ctx.scores, _peak_replaced_scores(ctx))
+@metrics.register("ff", summary="planer faithfulness, frame-based: max(0, 1 - s(x')/s(x)) with the p-th percentile "
+                  "share of frames of the frequency-summed attribution replaced by the reference",
+                  version=2, family="faithfulness", higher_is_better=True, params="percentile",
+                  defaults={"selection": "area"})
+def ff_metric(ctx: MetricContext, *, selection: str = "area") -> MetricResult:
+    values = faithfulness_from_scores(ctx.scores, _peak_replaced_scores(ctx, selection))
     return result(ctx, by_percentile(ctx.percentiles, values))
 
 
 @metrics.register("ff_norm", summary="faithfulness relative to the excess over normal: the score drop of ff's "
                   "replacement divided by s(x) - median normal score, clipped to [0, 1]",
-                  version=1, family="faithfulness", higher_is_better=True, params="percentile")
-def ff_norm_metric(ctx: MetricContext) -> MetricResult:
-    values = normalised_faithfulness_from_scores(ctx.scores, _peak_replaced_scores(ctx),
+                  version=2, family="faithfulness", higher_is_better=True, params="percentile",
+                  defaults={"selection": "area"})
+def ff_norm_metric(ctx: MetricContext, *, selection: str = "area") -> MetricResult:
+    values = normalised_faithfulness_from_scores(ctx.scores, _peak_replaced_scores(ctx, selection),
                                                  ctx.detector.normal_median_score)
     return result(ctx, by_percentile(ctx.percentiles, values))
 
 
 @metrics.register("ff_segment", summary="planer faithfulness, segment-based: whole 1-s chunks holding a peak, "
                   "restricted to annotated frames, replaced by the reference",
-                  version=1, needs={"intervals"}, family="faithfulness", higher_is_better=True, params="percentile")
-def ff_segment_metric(ctx: MetricContext) -> MetricResult:
+                  version=2, needs={"intervals"}, family="faithfulness", higher_is_better=True, params="percentile",
+                  defaults={"selection": "area"})
+def ff_segment_metric(ctx: MetricContext, *, selection: str = "area") -> MetricResult:
     values = ff_segment(ctx.detector.score, ctx.batch.x, reference_of(ctx), ctx.explanation.attribution,
                         ctx.batch.frame_labels, chunk_frames=chunk_frames_for(ctx.spec.frames_per_second),
-                        percentiles=ctx.percentiles, scores=ctx.scores)
+                        percentiles=ctx.percentiles, scores=ctx.scores, selection=selection)
     charge(ctx, forward=len(ctx.percentiles))
     return result(ctx, by_percentile(ctx.percentiles, values))

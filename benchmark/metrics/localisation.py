@@ -11,13 +11,12 @@ positive relevance has relevance mass accuracy = truth fraction; an empty truth 
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
 
 from ..registry import metrics
-from ._ranking import at_or_above_percentiles, average_ranks, expected_top_k_hits, group_end_index
+from ._ranking import average_ranks, expected_top_k_hits, group_end_index, percentile_selection, share_count
 from .context import PERCENTILES, MetricContext, MetricResult
 from .temporal import by_percentile, frame_curve
 
@@ -86,10 +85,23 @@ def pixel_auprc(attribution: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
 
 
 def iou_at_percentile(attribution: torch.Tensor, truth: torch.Tensor,
-                      percentiles: Sequence[int] = PERCENTILES) -> torch.Tensor:
-    """IoU of the bins at or above the map's p-th percentile with the truth: `-> [P, B]`."""
+                      percentiles: Sequence[int] = PERCENTILES, selection: str = "area") -> torch.Tensor:
+    """IoU of the map's p-th percentile selection with the truth: `-> [P, B]`.
+
+    "area" (default): the `share_count(n, p)` highest bins, with the expected hits over a uniform tie
+    break at the threshold (`expected_top_k_hits`; IoU = hits / (k + |truth| - hits)), so a blocky map
+    is scored on the same area as a continuous one. "inclusive": every bin >= the p-th quantile."""
     a, m = _flat(attribution, truth)
-    selected = at_or_above_percentiles(a, percentiles)
+    if selection == "area":
+        n = a.shape[-1]
+        size = m.sum(-1).double()
+        out = []
+        for p in percentiles:
+            k = torch.full((len(a),), share_count(n, p), dtype=torch.long, device=a.device)
+            hits = expected_top_k_hits(a, m, k)
+            out.append(hits / (k.double() + size - hits).clamp(min=1))
+        return torch.stack(out)
+    selected = percentile_selection(a, percentiles, selection)
     inter = (selected & m).sum(-1).double()
     union = (selected | m).sum(-1).double()
     return inter / union.clamp(min=1)
@@ -102,7 +114,7 @@ def iou_chance(truth: torch.Tensor, percentiles: Sequence[int] = PERCENTILES) ->
     the expectations; exact as n grows)."""
     m = truth.reshape(len(truth), -1).bool().sum(-1).double()
     n = truth[0].numel()
-    s = torch.tensor([n - math.ceil(p / 100 * (n - 1)) for p in percentiles], dtype=torch.float64,
+    s = torch.tensor([share_count(n, p) for p in percentiles], dtype=torch.float64,
                      device=truth.device)[:, None]
     inter = s * m / n
     return inter / (s + m - inter).clamp(min=1)
@@ -159,8 +171,9 @@ def _top_k_values(ctx: MetricContext, attribution: torch.Tensor, truth: torch.Te
     return {"": top_k_intersection(attribution, truth, k)}
 
 
-def _iou_values(ctx: MetricContext, attribution: torch.Tensor, truth: torch.Tensor) -> dict[str, torch.Tensor]:
-    return by_percentile(ctx.percentiles, iou_at_percentile(attribution, truth, ctx.percentiles))
+def _iou_values(ctx: MetricContext, attribution: torch.Tensor, truth: torch.Tensor, *,
+                selection: str = "area") -> dict[str, torch.Tensor]:
+    return by_percentile(ctx.percentiles, iou_at_percentile(attribution, truth, ctx.percentiles, selection))
 
 
 def _half(ctx: MetricContext, truth: torch.Tensor) -> torch.Tensor:
@@ -180,5 +193,5 @@ _register("top_k_intersection", "share of the top-k bins (k = top_fraction of th
 _register("pixel_auroc", "ROC AUC of the map as a per-bin truth detector (chance 0.5)", _scalar(pixel_auroc),
           chance=_half)
 _register("pixel_auprc", "average precision of the map as a per-bin truth detector", _scalar(pixel_auprc))
-_register("iou_at_percentile", "IoU of the bins at or above the map's p-th percentile with the truth", _iou_values,
-          chance=_iou_chance, params="percentile")
+_register("iou_at_percentile", "IoU of the map's p-th percentile share of bins with the truth", _iou_values,
+          chance=_iou_chance, params="percentile", defaults={"selection": "area"})

@@ -1,7 +1,11 @@
 """Temporal overlap of the attribution's peaks with annotated anomalies (planer paper and sed_eval).
 
 The attribution is collapsed to a frame curve (summed over frequency, signed, as the planer code does);
-its peaks at percentile p are the frames with curve >= quantile(curve, p / 100).
+its peaks at percentile p are the `share_count(T, p)` highest frames, ties at the threshold broken by a
+seeded draw (`selection="area"`, the default), or every frame with curve >= quantile(curve, p / 100)
+(`selection="inclusive"`, the planer paper's rule: on a blocky map it selects whole tied segments, so a
+coarse explainer replaces more frames and looks more faithful by area alone). Both agree on maps without
+ties.
 
 Shapes: attribution `[B, F, T]`, frame labels `[B, T]` bool, per-percentile results `[P, B]`.
 """
@@ -13,7 +17,7 @@ import numpy as np
 import torch
 
 from ..registry import metrics
-from ._ranking import at_or_above_percentiles
+from ._ranking import percentile_selection
 from .context import PERCENTILES, MetricContext, MetricResult
 
 
@@ -22,9 +26,10 @@ def frame_curve(attribution: torch.Tensor) -> torch.Tensor:
     return attribution.double().sum(dim=1)
 
 
-def peak_frames(attribution: torch.Tensor, percentiles: Sequence[int] = PERCENTILES) -> torch.Tensor:
-    """Frames whose curve value is at or above its p-th percentile: `[B, F, T] -> [P, B, T]` bool."""
-    return at_or_above_percentiles(frame_curve(attribution), percentiles)
+def peak_frames(attribution: torch.Tensor, percentiles: Sequence[int] = PERCENTILES,
+                selection: str = "area") -> torch.Tensor:
+    """The frames of the curve's p-th percentile selection (module docstring): `[B, F, T] -> [P, B, T]` bool."""
+    return percentile_selection(frame_curve(attribution), percentiles, selection)
 
 
 def chunk_frames_for(frames_per_second: float) -> int:
@@ -50,13 +55,13 @@ def precision_recall_f1(tp: torch.Tensor, n_estimated: torch.Tensor, n_reference
 
 
 def chunk_f1(attribution: torch.Tensor, frame_labels: torch.Tensor, *, chunk_frames: int,
-             percentiles: Sequence[int] = PERCENTILES) -> torch.Tensor:
+             percentiles: Sequence[int] = PERCENTILES, selection: str = "area") -> torch.Tensor:
     """Planer chunk F1 per clip and percentile: `[B, F, T], [B, T] -> [P, B]`.
 
     A chunk is positive if it holds an annotated frame and predicted if it holds a peak;
     TP = positive and predicted, FP = predicted only, FN = positive only; per-clip P, R, F1.
     """
-    predicted = chunk_any(peak_frames(attribution, percentiles), chunk_frames)
+    predicted = chunk_any(peak_frames(attribution, percentiles, selection), chunk_frames)
     positive = chunk_any(frame_labels.bool(), chunk_frames).unsqueeze(0)
     tp = (predicted & positive).sum(-1)
     return precision_recall_f1(tp, predicted.sum(-1), positive.sum(-1).expand_as(tp))
@@ -99,7 +104,7 @@ def gap_window(min_gap_s: float, frames_per_second: float) -> int:
 
 def event_f1(attribution: torch.Tensor, frame_labels: torch.Tensor, *, frames_per_second: float,
              percentiles: Sequence[int] = PERCENTILES, collar_s: float = 0.2,
-             offset_fraction: float = 0.5, min_gap_s: float = 0.0) -> torch.Tensor:
+             offset_fraction: float = 0.5, min_gap_s: float = 0.0, selection: str = "area") -> torch.Tensor:
     """Event-based F1 with sed_eval's definitions, per clip and percentile: `[B, F, T], [B, T] -> [P, B]`.
 
     Estimated events are runs of peak frames (gaps up to `min_gap_s` seconds between them filled, 0 =
@@ -108,7 +113,7 @@ def event_f1(attribution: torch.Tensor, frame_labels: torch.Tensor, *, frames_pe
     reference length) (sed_eval's `t_collar`, `percentage_of_length`); hits are paired one-to-one by a
     maximum bipartite matching (sed_eval's "optimal" matching).
     """
-    estimated = close_gaps(peak_frames(attribution, percentiles), gap_window(min_gap_s, frames_per_second))
+    estimated = close_gaps(peak_frames(attribution, percentiles, selection), gap_window(min_gap_s, frames_per_second))
     return event_f1_from_frames(estimated, frame_labels.bool(), frames_per_second=frames_per_second,
                                 collar_s=collar_s, offset_fraction=offset_fraction)
 
@@ -175,12 +180,13 @@ def random_map_chance(score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor
 
 
 @metrics.register("chunk_f1", summary="planer temporal overlap: per-clip F1 of 1-s chunks holding an attribution "
-                  "peak (frames >= p-th percentile of the frequency-summed map) against annotated chunks",
-                  version=1, needs={"intervals"}, family="temporal", higher_is_better=True, params="percentile")
-def chunk_f1_metric(ctx: MetricContext) -> MetricResult:
+                  "peak (the p-th percentile share of frames of the frequency-summed map) against annotated chunks",
+                  version=2, needs={"intervals"}, family="temporal", higher_is_better=True, params="percentile",
+                  defaults={"selection": "area"})
+def chunk_f1_metric(ctx: MetricContext, *, selection: str = "area") -> MetricResult:
     def score(attribution: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return chunk_f1(attribution, labels, chunk_frames=chunk_frames_for(ctx.spec.frames_per_second),
-                        percentiles=ctx.percentiles)
+                        percentiles=ctx.percentiles, selection=selection)
     # a random map's peaks land in most chunks: chance is near 2a/(1+a) for a share a of positive chunks
     chance = random_map_chance(score, ctx.batch.frame_labels, ctx.percentiles)
     values = score(ctx.explanation.attribution, ctx.batch.frame_labels)
@@ -190,15 +196,15 @@ def chunk_f1_metric(ctx: MetricContext) -> MetricResult:
 @metrics.register("event_f1", summary="event-based F1 (sed_eval definitions, 200 ms onset collar, offset within "
                   "max(collar, 50 % of the event)) of runs of peak frames, gaps up to 0.5 s joined, against "
                   "annotated events",
-                  version=2, needs={"intervals"}, family="temporal", higher_is_better=True, params="percentile",
-                  defaults={"collar_s": 0.2, "offset_fraction": 0.5, "min_gap_s": 0.5})
+                  version=3, needs={"intervals"}, family="temporal", higher_is_better=True, params="percentile",
+                  defaults={"collar_s": 0.2, "offset_fraction": 0.5, "min_gap_s": 0.5, "selection": "area"})
 def event_f1_metric(ctx: MetricContext, *, collar_s: float = 0.2, offset_fraction: float = 0.5,
-                    min_gap_s: float = 0.5) -> MetricResult:
+                    min_gap_s: float = 0.5, selection: str = "area") -> MetricResult:
     # unjoined, a map's peaks are runs of a frame or two scattered over the event: none meets the collar
     def score(attribution: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return event_f1(attribution, labels, frames_per_second=ctx.spec.frames_per_second,
                         percentiles=ctx.percentiles, collar_s=collar_s, offset_fraction=offset_fraction,
-                        min_gap_s=min_gap_s)
+                        min_gap_s=min_gap_s, selection=selection)
     chance = random_map_chance(score, ctx.batch.frame_labels, ctx.percentiles)
     values = score(ctx.explanation.attribution, ctx.batch.frame_labels)
     return MetricResult(values=by_percentile(ctx.percentiles, values), chance=by_percentile(ctx.percentiles, chance))
