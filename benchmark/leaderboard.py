@@ -24,6 +24,7 @@ from .progress import Counter
 from .publish_cache import cached_frame
 from .registry import registry
 from .report import RESULTS_FILE, write_report
+from .statistics import degenerate_columns
 from .store import Store, atomic_write_bytes
 
 KEYS = ["dataset", "detector", "explainer"]
@@ -108,7 +109,11 @@ def leaderboard_table(rows: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
         metric = col.split("[")[0].removesuffix(".mean")
         ranks[col.removesuffix(".mean") + ".rank"] = table.groupby(["dataset", "detector"])[col].rank(
             method="min", ascending=not _higher_is_better(metric))
-    table = pd.concat([table, pd.DataFrame(ranks, index=table.index)], axis=1)
+    ranks = pd.DataFrame(ranks, index=table.index)
+    # a column that cannot tell the explainers apart ranks none of them (nor counts in Borda or agreement)
+    for d in degenerate_columns(table).itertuples():
+        ranks.loc[(table["dataset"] == d.dataset) & (table["detector"] == d.detector), f"{d.metric}.rank"] = np.nan
+    table = pd.concat([table, ranks], axis=1)
     value_cols = sorted((c for c in table.columns if c not in KEYS + ["status"]), key=_column_order)
     return table[KEYS + ["status"] + value_cols].sort_values(KEYS).reset_index(drop=True)
 

@@ -43,6 +43,7 @@ from .statistics import (
     OTHER_FAMILY,
     MetricMeta,
     control_tests,
+    degenerate_columns,
     family_ranks,
     headline_columns,
     metric_agreement,
@@ -63,6 +64,8 @@ FAMILY_ORDER = ("faithfulness", "temporal", "localisation", "deletion", "lmac", 
 PACKAGES = ("torch", "torchaudio", "captum", "transformers", "speechbrain", "encodec", "numpy", "pandas",
             "scikit-learn", "scipy", "matplotlib", "soundfile")
 NOT_AGAINST_CONTROL = ("sanity", "complexity")
+NOT_AGAINST_CONTROL_METRICS = ("sensitivity_max",)  # the random map ignores its input: 0, unbeatable
+LIFT_FAMILIES = ("localisation", "temporal")  # their tables carry each headline's lift over every control
 GALLERY_CLIPS = 2
 GALLERY_EXPLAINERS = 16
 MAX_AUDIO_EXAMPLES = 4
@@ -126,6 +129,28 @@ def family_tables(leaderboard: pd.DataFrame, metas: dict[str, MetricMeta], aucs:
                 and family_of(metas, c.rsplit(".", 1)[0]) == family]
         out[family] = pd.concat([base, leaderboard[cols]], axis=1)
     return out
+
+
+def with_lifts(table: pd.DataFrame, leaderboard: pd.DataFrame, columns: list[str],
+               controls: pd.DataFrame) -> pd.DataFrame:
+    """A family table with, for every headline column C and control K the suite ran, `C.lift_K` (the
+    explainer's mean minus the control's, in the group) and `C.p_K` (the Holm-adjusted one-sided Wilcoxon p of
+    controls.csv; empty for the control itself)."""
+    out = table.copy()
+    keys = ["dataset", "detector", "explainer"]
+    extra = {}
+    for column in columns:
+        for control in CONTROLS:
+            base = leaderboard[leaderboard["explainer"] == control].set_index(["dataset", "detector"])
+            if base.empty or f"{column}.mean" not in leaderboard.columns:
+                continue
+            ref = [base[f"{column}.mean"].get((d, det), np.nan) for d, det in zip(out["dataset"], out["detector"],
+                                                                                 strict=True)]
+            extra[f"{column}.lift_{control}"] = out[f"{column}.mean"].to_numpy(dtype=float) - np.array(ref, float)
+            tested = controls[(controls["metric"] == column) & (controls["control"] == control)]
+            p = tested.set_index(keys)["p_holm"] if len(tested) else pd.Series(dtype=float)
+            extra[f"{column}.p_{control}"] = [p.get(tuple(k), np.nan) for k in out[keys].itertuples(index=False)]
+    return pd.concat([out, pd.DataFrame(extra, index=out.index)], axis=1) if extra else out
 
 
 # --- the document model shared by README.md and index.html ------------------------------------------------
@@ -479,7 +504,9 @@ def _metric_cell(row: pd.Series, col: str) -> str:
     mean = row.get(f"{col}.mean")
     if mean is None or not np.isfinite(mean):
         return "–"
-    return f"{fmt(mean)} [{fmt(row[f'{col}.ci_low'])}, {fmt(row[f'{col}.ci_high'])}] #{int(row[f'{col}.rank'])}"
+    rank = row.get(f"{col}.rank")
+    badge = f" #{int(rank)}" if rank is not None and np.isfinite(rank) else " (not ranked: degenerate)"
+    return f"{fmt(mean)} [{fmt(row[f'{col}.ci_low'])}, {fmt(row[f'{col}.ci_high'])}]{badge}"
 
 
 def _control_items(controls: pd.DataFrame, dataset: str, detector: str, cols: list[str]) -> list[str]:
@@ -595,6 +622,18 @@ def _rank_blocks(ranks: pd.DataFrame, families: list[str]) -> list[Block]:
                        "metric ranking k explainers gives k − rank Borda points; 'all' pools every family "
                        "(ranks.csv)."),
             Block("table", table=Table(["dataset", "detector", "explainer", "detector flag", *columns], rows))]
+
+
+def _degenerate_blocks(degenerate: pd.DataFrame) -> list[Block]:
+    """The columns left out of ranks, Borda and agreement, each with its reason (degenerate.csv)."""
+    if degenerate.empty:
+        return []
+    rows = [[r.dataset, r.detector, r.metric, str(r.n_explainers), r.reason] for r in degenerate.itertuples()]
+    return [Block("h2", "Degenerate columns (not ranked)"),
+            Block("p", "These columns cannot tell the explainers of a dataset × detector apart: the mean is constant "
+                       "across explainers, or saturated (every CI has zero width). They get no rank and count "
+                       "in neither Borda nor the metric agreement (degenerate.csv)."),
+            Block("table", table=Table(["dataset", "detector", "column", "explainers", "reason"], rows))]
 
 
 def _detector_blocks(detectors: pd.DataFrame, aucs: dict, min_auc: float) -> list[Block]:
@@ -731,18 +770,25 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     aucs = detector_auc(detectors)
     tables = family_tables(leaderboard, metas, aucs, min_auc)
     _remove_stale(folder, set(tables))
-    for family, table in tables.items():
-        atomic_write_bytes(folder / f"{family}.csv", csv_bytes(table))
     headlines = headline_columns(leaderboard, metas)
     by_family = {f: [c for c in headlines if family_of(metas, c) == f] for f in tables}
     ranks = with_detector_flags(family_ranks(leaderboard, by_family), aucs, min_auc)
     _stage(stages, "statistics")
     tests = neighbour_tests(leaderboard, rows, headlines, alpha)
-    # a random map is the ideal of a sanity check and the worst case of a complexity score: no null there
-    tested = [c for c in headlines if family_of(metas, c) not in NOT_AGAINST_CONTROL]
+    # a random map is the ideal of a sanity check and the worst case of a complexity score, and it ignores
+    # the input (sensitivity 0 by construction): no null there
+    tested = [c for c in headlines if family_of(metas, c) not in NOT_AGAINST_CONTROL
+              and split_column(c)[0] not in NOT_AGAINST_CONTROL_METRICS]
     controls = pd.concat([control_tests(leaderboard, rows, tested, control=c, alpha=alpha, meta=metas)
                           for c in CONTROLS], ignore_index=True)
+    for family in LIFT_FAMILIES:
+        if family in tables:
+            tables[family] = with_lifts(tables[family], leaderboard, by_family[family], controls)
+    for family, table in tables.items():
+        atomic_write_bytes(folder / f"{family}.csv", csv_bytes(table))
     agreement = metric_agreement(leaderboard, headlines)
+    degenerate = degenerate_columns(leaderboard)
+    atomic_write_bytes(folder / "degenerate.csv", csv_bytes(degenerate))
     atomic_write_bytes(folder / "ranks.csv", csv_bytes(ranks))
     atomic_write_bytes(folder / "neighbours.csv", csv_bytes(tests))
     atomic_write_bytes(folder / "controls.csv", csv_bytes(controls))
@@ -756,7 +802,7 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
 
     rel = lambda p: p.relative_to(folder).as_posix()  # noqa: E731
     files = [*LEAD_FILES, *(f"{f}.csv" for f in tables), "ranks.csv", "neighbours.csv", "controls.csv",
-             "agreement.csv"]
+             "agreement.csv", "degenerate.csv"]
     files = [n for n in files if (folder / n).is_file()] + ["manifest.json"]
     blocks = [Block("h1", f"audio-xai-bench — suite '{suite_name}'"),
               Block("p", f"Explainers × detectors × datasets. Each metric cell: mean [95 % bootstrap CI over "
@@ -770,6 +816,7 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
         blocks += _family_blocks(family, by_family[family], leaderboard, ranks, tests, controls, aucs, min_auc,
                                  alpha)
         blocks += [Block("img", f"{family} bar chart", src=rel(p)) for p in pics.bars.get(family, [])]
+    blocks += _degenerate_blocks(degenerate)
     blocks += _picture_blocks(pics, rel) + _audio_blocks(audio) + _cost_blocks(records) + _status_blocks(records)
     _stage(stages, "page and manifest")
     blocks = with_contents(blocks)

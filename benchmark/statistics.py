@@ -271,6 +271,39 @@ def ranking_chain(tests: pd.DataFrame) -> str:
     return " ".join(parts)
 
 
+DEGENERATE_COLUMNS = ["dataset", "detector", "metric", "n_explainers", "reason"]
+
+
+def degenerate_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """Metric columns that cannot rank the explainers of a dataset × detector: the mean is the same for
+    every explainer ("constant across explainers": e.g. the L-MAC family on a reconstruction detector, whose
+    masked-in input collapses to its own output whatever the mask), or every explainer's CI has zero width
+    ("saturated: zero-width CIs", e.g. an agreement of 1 at every keep fraction). Only columns with at least
+    two explainers scored count. `table`: the wide leaderboard (`<col>.mean`, `.ci_low`, `.ci_high`).
+    Returns DEGENERATE_COLUMNS, one row per (group, column)."""
+    out = []
+    means = sorted(c for c in table.columns if c.endswith(".mean"))
+    for (dataset, detector), group in table.groupby(GROUP, sort=True):
+        for col in means:
+            name = col.removesuffix(".mean")
+            values = group[col].to_numpy(dtype=float)
+            scored = np.isfinite(values)
+            if scored.sum() < 2:
+                continue
+            lo = group.get(f"{name}.ci_low")
+            hi = group.get(f"{name}.ci_high")
+            if np.ptp(values[scored]) == 0:
+                reason = f"constant across explainers ({values[scored][0]:.6g})"
+            elif lo is not None and hi is not None and (
+                    (hi.to_numpy(dtype=float) - lo.to_numpy(dtype=float))[scored] == 0).all():
+                reason = "saturated: zero-width CIs for every explainer"
+            else:
+                continue
+            out.append({"dataset": dataset, "detector": detector, "metric": name,
+                        "n_explainers": int(scored.sum()), "reason": reason})
+    return pd.DataFrame(out, columns=DEGENERATE_COLUMNS)
+
+
 def top_group(tests: pd.DataFrame) -> list[str]:
     """The explainers tied at the top of one ranking: the leader and every next neighbour down to the first
     distinguishable pair (the neighbour tests of one dataset × detector × metric, any order)."""

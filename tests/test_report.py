@@ -145,7 +145,7 @@ def published(tmp_path_factory, report_metrics):
 def test_every_file_exists(published):
     out, _ = published
     for name in ["README.md", "index.html", "manifest.json", "ranks.csv", "neighbours.csv", "controls.csv",
-                 "agreement.csv", *FAMILY_COLUMNS]:
+                 "agreement.csv", "degenerate.csv", *FAMILY_COLUMNS]:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert not (out / "other.csv").exists() and not (out / "temporal.csv").exists()
 
@@ -237,7 +237,7 @@ def test_manifest_records_provenance(published):
 def test_csvs_are_byte_identical_across_publishes(published):
     out, again = published
     names = sorted(p.name for p in out.glob("*.csv"))
-    assert names == sorted(p.name for p in again.glob("*.csv")) and len(names) == 7
+    assert names == sorted(p.name for p in again.glob("*.csv")) and len(names) == 8
     for name in names:
         assert (out / name).read_bytes() == (again / name).read_bytes(), name
 
@@ -295,3 +295,36 @@ def test_first_screen_says_who_is_tied_at_the_top_and_what_it_beats(published):
     assert readme.index("**Contents:** [At a glance](#at-a-glance)") < readme.index("## At a glance")
     assert "| test-blobs | test-template (ok) | test-report-curve[mean98_99], n 16: error_map (> random) |" in glance
     assert "controls (random) it beats" in glance  # the suite has no energy control
+
+
+def test_localisation_table_carries_the_lift_over_each_control_with_its_test(published):
+    out, _ = published
+    table = pd.read_csv(out / "localisation.csv").set_index(["detector", "explainer"])
+    controls = pd.read_csv(out / "controls.csv").set_index(["detector", "metric", "explainer", "control"])
+    col = "test-report-mass"
+    for detector in ("test-template", "test-scorer"):
+        lift = table.loc[(detector, "error_map"), f"{col}.lift_random"]
+        want = table.loc[(detector, "error_map"), f"{col}.mean"] - table.loc[(detector, "random"), f"{col}.mean"]
+        assert lift == pytest.approx(want, rel=1e-5) and lift > 0  # CSV values carry 6 digits
+        assert table.loc[(detector, "error_map"), f"{col}.p_random"] == pytest.approx(
+            controls.loc[(detector, col, "error_map", "random"), "p_holm"], rel=1e-5)
+        assert table.loc[(detector, "random"), f"{col}.lift_random"] == 0
+    assert not any(c.endswith("_energy") for c in table.columns)  # the suite runs no energy control
+
+
+def test_sensitivity_is_not_tested_against_the_random_map(tmp_path):
+    """The random map ignores its input, so its sensitivity is 0: 'beats random' there is vacuous."""
+    rows = []
+    for explainer, level in (("error_map", 0.2), ("random", 0.0), ("saliency", 0.4)):
+        for clip in range(8):
+            base = {"dataset": DATASET, "machine": "m", "section": "00", "domain": "source", "clip_id": f"c{clip}",
+                    "label": 1, "detector": "test-template", "detector_seed": 0, "explainer": explainer,
+                    "chance": np.nan, "param": ""}
+            rows.append({**base, "metric": "sensitivity_max", "value": level + 0.01 * clip})
+            rows.append({**base, "metric": "pointing_game", "value": float(explainer != "random")})
+    rows = rows_frame(rows)
+    lb = leaderboard_table(rows, [])
+    write_report(tmp_path, suite_name="sens", leaderboard=lb, detectors=pd.DataFrame(), rows=rows, records=[],
+                 store=Store(tmp_path / "runs"), manifest={"evaluate": [], "train": []})
+    controls = pd.read_csv(tmp_path / "controls.csv")
+    assert set(controls["metric"]) == {"pointing_game"}

@@ -193,3 +193,24 @@ def test_top_group_runs_from_the_leader_to_the_first_distinguishable_pair():
     tests["distinguishable"] = [False, True, False, False]
     assert top_group(tests) == ["a"]
     assert top_group(tests.iloc[0:0]) == []
+
+
+def test_degenerate_columns_are_flagged_and_left_unranked():
+    from benchmark.leaderboard import leaderboard_table
+    from benchmark.statistics import degenerate_columns
+    from benchmark.store import rows_frame
+    rows = []
+    for explainer, offset in (("a", 0.0), ("b", 0.3), ("c", 0.6)):
+        for clip in range(6):
+            base = {"dataset": "d", "machine": "m", "section": "00", "domain": "source", "clip_id": f"c{clip}",
+                    "label": 1, "detector": "det", "detector_seed": 0, "explainer": explainer, "chance": np.nan}
+            rows.append({**base, "metric": "test-vary", "param": "", "value": offset + 0.01 * clip})
+            rows.append({**base, "metric": "test-const", "param": "", "value": 0.5 + 0.01 * clip})  # same per clip
+            rows.append({**base, "metric": "test-sat", "param": "", "value": 1.0 if explainer != "c" else 0.9})
+    lb = leaderboard_table(rows_frame(rows), [])
+    flagged = degenerate_columns(lb).set_index("metric")["reason"]
+    assert set(flagged.index) == {"test-const", "test-sat"}
+    assert flagged["test-const"].startswith("constant across explainers")
+    assert flagged["test-sat"].startswith("saturated")  # means differ (1 vs 0.9) but no clip varies
+    assert lb["test-const.rank"].isna().all() and lb["test-sat.rank"].isna().all()
+    assert lb.set_index("explainer")["test-vary.rank"].to_dict() == {"a": 3, "b": 2, "c": 1}
