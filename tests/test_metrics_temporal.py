@@ -250,3 +250,23 @@ def test_a_constant_map_scores_the_random_map_chance_of_chunk_f1():
     inclusive = chunk_f1(torch.zeros(n, 1, t), labels, chunk_frames=chunk, percentiles=[99],
                          selection="inclusive").mean()
     assert inclusive > chance[1] + 0.1
+
+
+def test_event_f1_at_the_events_share_finds_a_map_that_covers_the_event():
+    """A map peaking over a 4-s event: at p >= 90 a percentile selection keeps at most 41 of 401 frames (1 s),
+    which can never meet the event's offset tolerance (F1 0); the events threshold keeps the event's own
+    160 frames and finds it (F1 1), while a constant map stays at its random-map chance."""
+    from benchmark.metrics.temporal import close_gaps, event_share_frames, gap_window
+    fps, t = 40.0, 401
+    labels = torch.zeros(2, t, dtype=torch.bool)
+    labels[:, 100:260] = True
+    attribution = torch.zeros(2, 1, t)
+    attribution[:, 0, 100:260] = torch.linspace(1.0, 2.0, 160)
+    percentile = event_f1(attribution, labels, frames_per_second=fps, percentiles=[90, 99], min_gap_s=0.5)
+    assert torch.equal(percentile, torch.zeros(2, 2, dtype=torch.float64))
+    share = event_share_frames(attribution, labels)
+    assert share.shape == (1, 2, t) and torch.equal(share[0], labels)
+    got = event_f1_from_frames(close_gaps(share, gap_window(0.5, fps)), labels, frames_per_second=fps)
+    assert torch.equal(got, torch.ones(1, 2, dtype=torch.float64))
+    flat = event_share_frames(torch.zeros(2, 1, t), labels)
+    assert flat.sum().item() == 2 * 160 and not torch.equal(flat[0, 0], labels[0])  # a random 160 frames

@@ -50,20 +50,26 @@ def share_count(n: int, percentile: float) -> int:
     return n - math.ceil(percentile / 100 * (n - 1) - 1e-9)
 
 
-def top_share_percentiles(values: torch.Tensor, percentiles: Sequence[int], *,
-                          generator: torch.Generator | None = None) -> torch.Tensor:
-    """Exactly `share_count(N, p)` of the largest values for each percentile, ties at the threshold broken by
-    a seeded uniform draw: `[..., N] -> [P, ..., N]` bool. A blocky map (tied segments) selects the same area
-    as a continuous one, and a constant map selects a uniformly random share (its chance level)."""
+def random_tie_rank(values: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """0-based descending rank along the last axis with ties in a seeded uniformly random order:
+    `[..., N] -> [..., N]` long (so `rank < k` keeps exactly k elements, whatever the ties)."""
     values = values.double()
-    n = values.shape[-1]
     generator = generator or torch.Generator().manual_seed(TIE_SEED)
     keys = torch.rand(values.shape, generator=generator, dtype=torch.float64).to(values.device)
     by_key = keys.argsort(dim=-1)
     # stable descending sort of the values in key order: equal values end up in random order
     order = by_key.gather(-1, values.gather(-1, by_key).argsort(dim=-1, descending=True, stable=True))
-    position = torch.arange(n, device=values.device).expand_as(order)
-    rank = torch.empty_like(order).scatter_(-1, order, position)
+    position = torch.arange(values.shape[-1], device=values.device).expand_as(order)
+    return torch.empty_like(order).scatter_(-1, order, position)
+
+
+def top_share_percentiles(values: torch.Tensor, percentiles: Sequence[int], *,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+    """Exactly `share_count(N, p)` of the largest values for each percentile, ties at the threshold broken by
+    a seeded uniform draw: `[..., N] -> [P, ..., N]` bool. A blocky map (tied segments) selects the same area
+    as a continuous one, and a constant map selects a uniformly random share (its chance level)."""
+    n = values.shape[-1]
+    rank = random_tie_rank(values, generator)
     counts = torch.tensor([share_count(n, p) for p in percentiles], device=values.device)
     return rank.unsqueeze(0) < counts.reshape(-1, *([1] * values.dim()))
 

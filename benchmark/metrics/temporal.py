@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..registry import metrics
-from ._ranking import percentile_selection
+from ._ranking import percentile_selection, random_tie_rank
 from .context import PERCENTILES, MetricContext, MetricResult
 
 
@@ -193,18 +193,43 @@ def chunk_f1_metric(ctx: MetricContext, *, selection: str = "area") -> MetricRes
     return MetricResult(values=by_percentile(ctx.percentiles, values), chance=by_percentile(ctx.percentiles, chance))
 
 
+def event_share_frames(attribution: torch.Tensor, frame_labels: torch.Tensor) -> torch.Tensor:
+    """The clip's annotated share of frames, the highest of the frame curve (ties by a seeded draw):
+    `[B, F, T], [B, T] -> [1, B, T]` bool. Events last seconds; at p >= 90 a percentile selection keeps
+    well under a second of a 10-s clip, so no estimated event can meet an annotated one's offset tolerance."""
+    k = frame_labels.bool().sum(-1)
+    return (random_tie_rank(frame_curve(attribution)) < k[:, None]).unsqueeze(0)
+
+
+EVENT_THRESHOLDS = ("events", "percentile")
+
+
 @metrics.register("event_f1", summary="event-based F1 (sed_eval definitions, 200 ms onset collar, offset within "
-                  "max(collar, 50 % of the event)) of runs of peak frames, gaps up to 0.5 s joined, against "
+                  "max(collar, 50 % of the event)) of runs of the top frames (as many as the clip's events cover, "
+                  "or the p-th percentile share: threshold = 'percentile'), gaps up to 0.5 s joined, against "
                   "annotated events",
-                  version=3, needs={"intervals"}, family="temporal", higher_is_better=True, params="percentile",
-                  defaults={"collar_s": 0.2, "offset_fraction": 0.5, "min_gap_s": 0.5, "selection": "area"})
+                  version=4, needs={"intervals"}, family="temporal", higher_is_better=True, params="percentile",
+                  headline=("events",),
+                  defaults={"collar_s": 0.2, "offset_fraction": 0.5, "min_gap_s": 0.5, "selection": "area",
+                            "threshold": "events"})
 def event_f1_metric(ctx: MetricContext, *, collar_s: float = 0.2, offset_fraction: float = 0.5,
-                    min_gap_s: float = 0.5, selection: str = "area") -> MetricResult:
+                    min_gap_s: float = 0.5, selection: str = "area", threshold: str = "events") -> MetricResult:
+    if threshold not in EVENT_THRESHOLDS:
+        raise ValueError(f"event_f1 threshold {threshold!r}: use one of {', '.join(EVENT_THRESHOLDS)}")
+    fps = ctx.spec.frames_per_second
     # unjoined, a map's peaks are runs of a frame or two scattered over the event: none meets the collar
+    if threshold == "events":
+        def score(attribution: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            estimated = close_gaps(event_share_frames(attribution, labels), gap_window(min_gap_s, fps))
+            return event_f1_from_frames(estimated, labels.bool(), frames_per_second=fps, collar_s=collar_s,
+                                        offset_fraction=offset_fraction)
+        chance = random_map_chance(score, ctx.batch.frame_labels, [0])[0]
+        values = score(ctx.explanation.attribution, ctx.batch.frame_labels)[0]
+        return MetricResult(values={"events": values}, chance={"events": chance})
+
     def score(attribution: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return event_f1(attribution, labels, frames_per_second=ctx.spec.frames_per_second,
-                        percentiles=ctx.percentiles, collar_s=collar_s, offset_fraction=offset_fraction,
-                        min_gap_s=min_gap_s, selection=selection)
+        return event_f1(attribution, labels, frames_per_second=fps, percentiles=ctx.percentiles, collar_s=collar_s,
+                        offset_fraction=offset_fraction, min_gap_s=min_gap_s, selection=selection)
     chance = random_map_chance(score, ctx.batch.frame_labels, ctx.percentiles)
     values = score(ctx.explanation.attribution, ctx.batch.frame_labels)
     return MetricResult(values=by_percentile(ctx.percentiles, values), chance=by_percentile(ctx.percentiles, chance))
