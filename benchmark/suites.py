@@ -102,7 +102,8 @@ class Suite:
 def suite_path(suite: str) -> Path:
     """A suite name in tasks/suites/ or a path to a TOML file."""
     candidate = Path(suite)
-    if candidate.suffix == ".toml" or candidate.exists():
+    # a folder that happens to share a suite's name (a `--out` called "quick") does not hide the suite
+    if candidate.suffix == ".toml" or candidate.is_file():
         if not candidate.is_file():
             raise BenchmarkError(f"suite file '{suite}' does not exist")
         return candidate

@@ -139,3 +139,11 @@ def test_docs_suites_example_loads_and_every_key_is_documented(tmp_path):
     assert {m.name: m.max_clips for m in suite.metrics}["sensitivity_max"] == 16
     for key in [*TOP_KEYS, *EVALUATE_KEYS, *(f"budget.{k}" for k in Budget.__dataclass_fields__)]:
         assert f"`{key}`" in doc or f"`[{key}.NAME]`" in doc or f"`[{key}]`" in doc, key
+
+
+def test_a_folder_named_like_a_suite_does_not_hide_it(tmp_path):
+    (tmp_path / "smoke").mkdir()
+    out = cli("run", "--suite", "smoke", "--estimate", cwd=tmp_path)
+    assert out.returncode == 0 and "smoke: estimated" in out.stdout
+    out = cli("run", "--suite", "nowhere.toml", "--estimate", cwd=tmp_path)
+    assert out.returncode == 2 and "suite file 'nowhere.toml' does not exist" in out.stderr
