@@ -61,9 +61,17 @@ def _summary(values: np.ndarray, seeds: np.ndarray, chance: np.ndarray) -> dict[
 def _percentile_summaries(group: pd.DataFrame) -> dict[str, dict[str, float]]:
     """`[max]` (max over p of the mean, bootstrapped jointly over clips) and `[mean98_99]`."""
     wide = group.pivot_table(index=["clip_id", "detector_seed"], columns="param", values="value", aggfunc="first")
+    chance = group.pivot_table(index=["clip_id", "detector_seed"], columns="param", values="chance",
+                               aggfunc="first", dropna=False).reindex(index=wide.index, columns=wide.columns)
     out: dict[str, dict[str, float]] = {}
     if wide.shape[1] < 2 or wide.isna().any().any():
         return out
+    # the derived parameters' chance levels, from the per-percentile ones where every p has one: [max] takes
+    # the max over p of the chance means (an expectation: a sampled random map's own [max] sits a little
+    # above it, which is why the `random` row is the control to read [max] against), [mean98_99] their mean
+    levels = chance.to_numpy(dtype=float)
+    defined = np.isfinite(levels).all()
+    max_chance = float(levels.mean(axis=0).max()) if defined else float("nan")
     matrix = wide.to_numpy()
     seeds = wide.index.get_level_values("detector_seed").to_numpy()
     n = len(matrix)
@@ -73,10 +81,11 @@ def _percentile_summaries(group: pd.DataFrame) -> dict[str, dict[str, float]]:
     lo, hi = np.quantile(boot, [0.025, 0.975])
     out["max"] = {"mean": float(matrix.mean(axis=0).max()), "ci_low": float(lo), "ci_high": float(hi),
                   "seed_std": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else float("nan"),
-                  "n": float(n), "chance": float("nan")}
+                  "n": float(n), "chance": max_chance}
     if {"98", "99"} <= set(wide.columns):
         pair = wide[["98", "99"]].to_numpy().mean(axis=1)
-        out["mean98_99"] = _summary(pair, seeds, np.full(n, np.nan))
+        pair_chance = chance[["98", "99"]].to_numpy(dtype=float).mean(axis=1)
+        out["mean98_99"] = _summary(pair, seeds, pair_chance)
     return out
 
 

@@ -50,6 +50,7 @@ class MetricMeta:
     higher_is_better: bool
     per_percentile: bool = False
     headline: tuple[str, ...] = ()
+    ranked: bool = True  # False: published for parity, kept out of the headline set (ranks, Borda, tests)
 
 
 def metric_meta(metric: str) -> MetricMeta:
@@ -61,7 +62,7 @@ def metric_meta(metric: str) -> MetricMeta:
     headline = extra.get("headline", ())
     headline = (headline,) if isinstance(headline, str) else tuple(headline)
     return MetricMeta(str(extra.get("family", OTHER_FAMILY)), bool(extra.get("higher_is_better", True)),
-                      extra.get("params") == "percentile", headline)
+                      extra.get("params") == "percentile", headline, bool(extra.get("ranked", True)))
 
 
 def split_column(column: str) -> tuple[str, str]:
@@ -86,6 +87,8 @@ def headline_columns(leaderboard: pd.DataFrame, meta: dict[str, MetricMeta] | No
     out = []
     for metric, params in sorted(by_metric.items()):
         info = (meta or {}).get(metric) or metric_meta(metric)
+        if not info.ranked:
+            continue
         wanted = [p for p in info.headline if p in params]
         if not wanted and info.per_percentile:
             wanted = [p for p in DERIVED_PARAMS if p in params][:1]

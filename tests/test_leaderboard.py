@@ -44,3 +44,17 @@ def test_percentile_metrics_get_max_and_mean98_99_and_ranks():
     assert lb.loc["a", "chunk_f1[98].n"] == 2
     assert lb.loc["a", "chunk_f1[98].rank"] == 1 and lb.loc["b", "chunk_f1[98].rank"] == 2
     assert lb.loc["b", "chunk_f1[97].rank"] == 1
+
+
+def test_derived_percentile_columns_get_a_chance_level_from_the_per_percentile_ones():
+    """`[max]` and `[mean98_99]` had no chance level: a FF/chunk-F1 `[max]` could not be read against one."""
+    rows = []
+    for clip in range(4):
+        for p, value, chance in (("97", 0.2, 0.10), ("98", 0.5, 0.30 + 0.02 * clip), ("99", 0.4, 0.50)):
+            rows.append({"dataset": "d", "machine": "m", "section": "00", "domain": "source", "clip_id": f"c{clip}",
+                         "label": 1, "detector": "det", "detector_seed": 0, "explainer": "e", "metric": "chunk_f1",
+                         "param": p, "value": value + 0.01 * clip, "chance": chance})
+    lb = leaderboard_table(rows_frame(rows), []).iloc[0]
+    assert lb["chunk_f1[max].chance"] == pytest.approx(0.50)  # the highest per-p chance mean (p = 99)
+    assert lb["chunk_f1[mean98_99].chance"] == pytest.approx(np.mean([(0.30 + 0.02 * c + 0.50) / 2 for c in range(4)]))
+    assert lb["chunk_f1[98].chance"] == pytest.approx(0.33)

@@ -214,3 +214,12 @@ def test_degenerate_columns_are_flagged_and_left_unranked():
     assert flagged["test-sat"].startswith("saturated")  # means differ (1 vs 0.9) but no clip varies
     assert lb["test-const.rank"].isna().all() and lb["test-sat.rank"].isna().all()
     assert lb.set_index("explainer")["test-vary.rank"].to_dict() == {"a": 3, "b": 2, "c": 1}
+
+
+def test_ff_segment_is_published_but_not_a_headline():
+    """The random map won ff_segment in the quick tables (peaks everywhere replace the whole annotation)."""
+    from benchmark.statistics import headline_columns, metric_meta
+    lb = pd.DataFrame({"dataset": ["d"], "detector": ["det"], "explainer": ["e"], "ff[90].mean": [0.1],
+                       "ff[mean98_99].mean": [0.1], "ff_segment[90].mean": [0.2], "ff_segment[mean98_99].mean": [0.2]})
+    assert headline_columns(lb) == ["ff[mean98_99]"]
+    assert metric_meta("ff_segment").ranked is False and metric_meta("ff").ranked is True

@@ -120,9 +120,10 @@ def ff_norm_metric(ctx: MetricContext, *, selection: str = "area") -> MetricResu
 
 
 @metrics.register("ff_segment", summary="planer faithfulness, segment-based: whole 1-s chunks holding a peak, "
-                  "restricted to annotated frames, replaced by the reference",
+                  "restricted to annotated frames, replaced by the reference (published for planer-paper parity, "
+                  "not ranked: a map with peaks everywhere replaces the whole annotation, so the random map wins)",
                   version=2, needs={"intervals"}, family="faithfulness", higher_is_better=True, params="percentile",
-                  defaults={"selection": "area"})
+                  defaults={"selection": "area"}, ranked=False)
 def ff_segment_metric(ctx: MetricContext, *, selection: str = "area") -> MetricResult:
     values = ff_segment(ctx.detector.score, ctx.batch.x, reference_of(ctx), ctx.explanation.attribution,
                         ctx.batch.frame_labels, chunk_frames=chunk_frames_for(ctx.spec.frames_per_second),
