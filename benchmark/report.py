@@ -51,6 +51,7 @@ from .statistics import (
     metric_meta,
     neighbour_tests,
     ranking_chain,
+    smallest_holm_p,
     split_column,
     top_group,
 )
@@ -500,12 +501,15 @@ def _figure_title(dataset: str, detector: str, aucs: dict, min_auc: float) -> st
     return f"{dataset} / {detector} (AUC {fmt(auc, 2)}{' ⚠ low' if low else ''})"
 
 
-def _metric_cell(row: pd.Series, col: str) -> str:
+def _metric_cell(row: pd.Series, col: str, rankable: bool = True) -> str:
     mean = row.get(f"{col}.mean")
     if mean is None or not np.isfinite(mean):
         return "–"
     rank = row.get(f"{col}.rank")
-    badge = f" #{int(rank)}" if rank is not None and np.isfinite(rank) else " (not ranked: degenerate)"
+    if rank is None or not np.isfinite(rank):
+        badge = " (not ranked: degenerate)"
+    else:
+        badge = f" #{int(rank)}" if rankable else " ≈ (n too small to rank)"
     return f"{fmt(mean)} [{fmt(row[f'{col}.ci_low'])}, {fmt(row[f'{col}.ci_high'])}]{badge}"
 
 
@@ -580,11 +584,18 @@ def _family_blocks(family: str, cols: list[str], leaderboard: pd.DataFrame, rank
             chance = group[f"{c}.chance"].to_numpy(dtype=float) if f"{c}.chance" in group.columns else np.array([])
             header.append(f"{c} (chance {fmt(float(np.nanmean(chance)))})" if np.isfinite(chance).any() else c)
         header.append("status")
+        # a column whose neighbour tests could not reject even with every clip agreeing prints no ranks
+        rankable = {}
+        for c in present:
+            counts = group[f"{c}.n"].to_numpy(dtype=float) if f"{c}.n" in group.columns else np.array([np.inf])
+            scored = np.isfinite(group[f"{c}.mean"].to_numpy(dtype=float))
+            n = int(np.nanmin(counts[scored])) if scored.any() and np.isfinite(counts[scored]).any() else 10 ** 6
+            rankable[c] = smallest_holm_p(n, int(scored.sum())) < alpha
         rows = []
         for ex in order:
             r = group.loc[ex]
             rows.append([ex, fmt(fam["borda_rank"].get(ex)), fmt(fam["mean_rank"].get(ex)),
-                         *[_metric_cell(r, c) for c in present], str(r["status"])])
+                         *[_metric_cell(r, c, rankable[c]) for c in present], str(r["status"])])
         blocks += [Block("h3", _group_heading(dataset, detector, aucs, min_auc)),
                    Block("table", table=Table(header, rows))]
         chains = []

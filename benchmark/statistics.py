@@ -307,6 +307,14 @@ def degenerate_columns(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=DEGENERATE_COLUMNS)
 
 
+def smallest_holm_p(n_pairs: int, n_explainers: int) -> float:
+    """The smallest Holm-adjusted p a ranking of `n_explainers` can reach with `n_pairs` shared clips: the
+    exact two-sided Wilcoxon p of n pairs all in one direction (2 / 2^n) times the k − 1 neighbour pairs."""
+    if n_pairs < 1 or n_explainers < 2:
+        return 1.0
+    return min(1.0, (n_explainers - 1) * 2.0 / 2.0 ** n_pairs)
+
+
 def top_group(tests: pd.DataFrame) -> list[str]:
     """The explainers tied at the top of one ranking: the leader and every next neighbour down to the first
     distinguishable pair (the neighbour tests of one dataset × detector × metric, any order)."""

@@ -328,3 +328,18 @@ def test_sensitivity_is_not_tested_against_the_random_map(tmp_path):
                  store=Store(tmp_path / "runs"), manifest={"evaluate": [], "train": []})
     controls = pd.read_csv(tmp_path / "controls.csv")
     assert set(controls["metric"]) == {"pointing_game"}
+
+
+def test_family_tables_print_no_rank_the_tests_could_never_support(tmp_path):
+    rows = []
+    for explainer, level in (("error_map", 0.9), ("random", 0.1), ("saliency", 0.5)):
+        for clip in range(3):  # 3 clips: the best exact two-sided Wilcoxon p is 0.25
+            rows.append({"dataset": DATASET, "machine": "m", "section": "00", "domain": "source",
+                         "clip_id": f"c{clip}", "label": 1, "detector": "test-template", "detector_seed": 0,
+                         "explainer": explainer, "chance": np.nan, "param": "", "metric": "pointing_game",
+                         "value": level + 0.01 * clip})
+    rows = rows_frame(rows)
+    write_report(tmp_path, suite_name="tiny", leaderboard=leaderboard_table(rows, []), detectors=pd.DataFrame(),
+                 rows=rows, records=[], store=Store(tmp_path / "runs"), manifest={"evaluate": [], "train": []})
+    readme = (tmp_path / "README.md").read_text()
+    assert readme.count("≈ (n too small to rank)") == 3 and "] #1" not in readme

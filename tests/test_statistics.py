@@ -223,3 +223,12 @@ def test_ff_segment_is_published_but_not_a_headline():
                        "ff[mean98_99].mean": [0.1], "ff_segment[90].mean": [0.2], "ff_segment[mean98_99].mean": [0.2]})
     assert headline_columns(lb) == ["ff[mean98_99]"]
     assert metric_meta("ff_segment").ranked is False and metric_meta("ff").ranked is True
+
+
+def test_smallest_attainable_holm_p_says_when_a_ranking_cannot_reject():
+    from benchmark.statistics import smallest_holm_p
+    # 4 clips, 2 explainers: the best a two-sided exact Wilcoxon can do is 2/16 = 0.125 > 0.05
+    assert smallest_holm_p(4, 2) == pytest.approx(0.125)
+    # 8 clips, 13 explainers: 12 x 2/256 = 0.094 -- strict ranks 1..13 were printed at this n
+    assert smallest_holm_p(8, 13) == pytest.approx(12 * 2 / 256) and smallest_holm_p(8, 13) > 0.05
+    assert smallest_holm_p(16, 13) < 0.05 and smallest_holm_p(0, 5) == 1.0 and smallest_holm_p(30, 1) == 1.0
