@@ -333,9 +333,10 @@ def test_registry_metadata_states_needs_defaults_and_the_papers_values():
     assert reg.get("error_map").needs == {"reconstruction"}
     assert {n for n in OURS if reg.get(n).extra.get("stochastic")} == {"smoothgrad", "gradient_shap", "slime",
                                                                         "random"}
-    assert reg.get("smoothgrad").defaults == {"nt_samples": 25, "stdevs": 0.1, "abs": True}
+    assert reg.get("smoothgrad").defaults == {"nt_samples": 25, "stdevs": 0.1, "abs": True, "noise": "relative"}
     assert reg.get("integrated_gradients").defaults["n_steps"] == 50
-    assert reg.get("gradient_shap").defaults == {"n_samples": 25, "stdevs": 0.09, "baseline": "zeros"}
+    assert reg.get("gradient_shap").defaults == {"n_samples": 25, "stdevs": 0.09, "baseline": "zeros",
+                                                 "noise": "relative"}
     assert reg.get("slime").defaults["n_samples"] == 1000 and reg.get("slime").defaults["kernel_width"] == 0.25
 
 
@@ -348,3 +349,25 @@ def test_registry_metadata_states_needs_defaults_and_the_papers_values():
 def test_bad_parameters_name_the_choices(name, params, message):
     with pytest.raises(BenchmarkError, match=message):
         benchmark.make("explainer", name, **params)
+
+
+@pytest.mark.parametrize("name, params", [("smoothgrad", {"nt_samples": 8}), ("gradient_shap", {"n_samples": 8})])
+def test_noise_is_relative_to_the_clips_spread(name, params):
+    """score = ½Σx²: with noise relative to each clip's spread, a clip scaled by c gets the map scaled by c
+    (SmoothGrad) or c² (GradientSHAP, x·grad) -- the same explanation on a dB grid and a log10 grid; with
+    absolute noise of the same stdevs the scaled clip is smoothed far less."""
+    class HalfSquare(LinearDetector):
+        def score(self, x):
+            return 0.5 * (x**2).sum(dim=(1, 2, 3))
+
+    det, batch = HalfSquare(torch.Generator().manual_seed(0)), random_batch(3)
+    c = 10.0
+    power = 1 if name == "smoothgrad" else 2
+    scaled = Batch(ids=batch.ids, x=batch.x * c, labels=batch.labels, meta=batch.meta)
+    small = explain(name, det, batch, stdevs=0.5, **params).attribution
+    big = explain(name, det, scaled, stdevs=0.5, **params).attribution
+    torch.testing.assert_close(big, small * c**power, rtol=1e-4, atol=1e-4)
+    absolute = explain(name, det, scaled, stdevs=0.5, noise="absolute", **params).attribution
+    assert not torch.allclose(absolute, small * c**power, rtol=1e-2, atol=1e-2)
+    with pytest.raises(BenchmarkError, match="unknown noise 'dB'"):
+        explain(name, det, batch, noise="dB", **params)

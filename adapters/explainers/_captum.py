@@ -22,14 +22,21 @@ def score_function(detector: Detector) -> Callable[[torch.Tensor], torch.Tensor]
     return detector.score
 
 
-def score_at_offset(detector: Detector) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Captum's forward over `delta = x - base` with `base` passed as an additional forward argument.
+NOISE_SCALES = ("relative", "absolute")
 
-    Captum's GradientShap draws baselines from a distribution shared by all inputs; attributing
-    `delta` against a zero baseline while the detector sees `base + delta` gives each clip its own
-    baseline (its reference) and the same attribution `(x - base) * grad` in one batched call.
-    """
-    return lambda delta, base: detector.score(base + delta)
+
+def check_noise(explainer: str, noise: str) -> str:
+    if noise not in NOISE_SCALES:
+        raise BenchmarkError(f"{explainer}: unknown noise {noise!r}; use one of {', '.join(NOISE_SCALES)}")
+    return noise
+
+
+def noise_spread(x: torch.Tensor, noise: str) -> torch.Tensor:
+    """The unit of a noise explainer's `stdevs` for each clip of `x: [B, 1, F, T]`: the clip's log-mel standard
+    deviation (`relative`) or 1 (`absolute`, input units): `[B, 1, 1, 1]`."""
+    if noise == "absolute":
+        return torch.ones(len(x), 1, 1, 1, dtype=x.dtype, device=x.device)
+    return x.detach().flatten(1).std(dim=1).clamp_min(1e-6).reshape(-1, 1, 1, 1)
 
 
 def check_baseline(explainer: str, baseline: str) -> str:
