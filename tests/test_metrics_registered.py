@@ -105,7 +105,9 @@ def make_context(explain=saliency, *, b: int = 4, with_waveform: bool = False, s
         tf_mask[i, 2:5, on:on + 10] = True
     detector = TemplateDetector(template)
     with torch.no_grad():
-        detector.calibrate(detector.score(template + 0.2 * torch.randn(32, 1, n_mels, n_frames, generator=g)))
+        normals = template + 0.2 * torch.randn(32, 1, n_mels, n_frames, generator=g)
+        detector.remember_normals(normals)  # as the train cell does: the L-MAC fill reads the normal mean
+        detector.calibrate(detector.score(normals))
         scores = detector.score(x)
     batch = Batch(ids=[f"clip{i}" for i in range(b)], x=x, labels=torch.ones(b, dtype=torch.long),
                   meta=[{} for _ in range(b)], waveform=waveform, tf_mask=tf_mask, frame_labels=frame_labels,
@@ -210,12 +212,15 @@ def test_chunk_f1_and_localisation_on_the_toy_are_high_for_saliency_and_chance_f
 def test_lmac_wrappers_follow_the_masked_probabilities():
     ctx = make_context()
     results = {n: metrics.get(n).factory(ctx) for n in ("ai", "ad", "ag", "ff_out", "fid_in")}
-    assert results["ai"].forward_passes == 3 and sum(r.forward_passes for r in results.values()) == 3
+    # the masked-in and masked-out passes only: the default fill needs no detector reference pass
+    assert results["ai"].forward_passes == 2 and sum(r.forward_passes for r in results.values()) == 2
     det = ctx.detector
     flat = ctx.explanation.attribution.flatten(1)
     mask = (flat >= flat.sort(dim=1, descending=True).values[:, 65:66]).reshape(ctx.explanation.attribution.shape)
     assert int(mask[0].sum()) == round(0.2 * 8 * 41)
-    kept, removed = masked_in_out(ctx.batch.x, det.reference(ctx.batch.x), mask.float())
+    # removed bins take each band's mean normal log-mel, not the detector's own output
+    fill = det.normal_mean.mean(dim=-1, keepdim=True).expand_as(ctx.batch.x)
+    kept, removed = masked_in_out(ctx.batch.x, fill, mask.float())
     p, o, q = det.p_from_score(ctx.scores), det.p_from_score(det.score(kept)), det.p_from_score(det.score(removed))
     p, o, q = p.double(), o.double(), q.double()
     assert torch.allclose(results["ff_out"].values["anomalous"], p - q)
@@ -226,7 +231,14 @@ def test_lmac_wrappers_follow_the_masked_probabilities():
     # an explainer's own mask is used as given
     own = replace(ctx, explanation=replace(ctx.explanation, mask=torch.ones_like(ctx.explanation.attribution)))
     kept_all = metrics.get("ff_out").factory(own).values["anomalous"]
-    assert torch.allclose(kept_all, p - det.p_from_score(det.score(det.reference(ctx.batch.x))).double())
+    assert torch.allclose(kept_all, p - det.p_from_score(det.score(fill)).double())
+    # fill = "reference": the detector's normal counterpart, as before
+    fresh = make_context()
+    by_reference = metrics.get("ff_out").factory(fresh, fill="reference").values["anomalous"]
+    _, removed_ref = masked_in_out(fresh.batch.x, det.reference(fresh.batch.x), mask.float())
+    assert torch.allclose(by_reference, p - det.p_from_score(det.score(removed_ref)).double())
+    with pytest.raises(ValueError, match="L-MAC fill 'zeros'"):
+        metrics.get("ai").factory(make_context(), fill="zeros")
 
 
 # --- sanity --------------------------------------------------------------------------------------

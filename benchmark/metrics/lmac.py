@@ -9,8 +9,12 @@ FF = p_c - q_c; Fid-In = 1[argmax o = c].
 
 Masking: masked-in = M * x + (1 - M) * reference, masked-out = (1 - M) * x + M * reference. The L-MAC
 recipes mask a magnitude spectrogram, where removing means zero energy; the "silence" of a log-mel is
-not zero (zero is a loud 0 dB or log10 = 0 bin, far outside the data), so removed bins take the
-detector's normal counterpart instead, which is what "nothing anomalous here" means for a detector.
+not zero (zero is a loud 0 dB or log10 = 0 bin, far outside the data), so removed bins take a normal
+level instead: by default (`fill="normal_band_mean"`) each band's mean log-mel over the detector's normal
+training clips, the same for every clip and independent of the detector's output. `fill="reference"` takes
+the detector's own normal counterpart (`detector.reference`), which for a reconstruction detector is its
+reconstruction: then masked-in M·x + (1 − M)·AE(x) collapses the error whatever M is, and AI, AG and Fid-In
+came out identical for every explainer (the quick tables, 5 groups).
 M is the explainer's own mask where it returns one, else the top `mask_fraction` of bins by attribution.
 
 Shapes: class probabilities `[B, C]`, explained class `[B]` long, results `[B]`.
@@ -82,18 +86,39 @@ def masked_in_out(x: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) 
     return torch.stack([kept, removed])
 
 
-def _probabilities(ctx: MetricContext, mask_fraction: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+FILLS = ("normal_band_mean", "reference")
+
+
+def normal_band_fill(detector, x: torch.Tensor) -> torch.Tensor:
+    """Each band's mean log-mel over the detector's normal training clips, expanded to x `[B, 1, F, T]`."""
+    mean = detector.normal_mean
+    if mean.numel() == 0:
+        raise ValueError("the detector holds no normal training mean (remember_normals was not called): "
+                         "use the L-MAC metrics' fill = 'reference'")
+    return mean.to(device=x.device, dtype=x.dtype).mean(dim=-1, keepdim=True).expand_as(x)
+
+
+def _fill(ctx: MetricContext, fill: str) -> torch.Tensor:
+    if fill == "normal_band_mean":
+        return normal_band_fill(ctx.detector, ctx.batch.x)
+    if fill == "reference":
+        return reference_of(ctx)
+    raise ValueError(f"L-MAC fill {fill!r}: use one of {', '.join(FILLS)}")
+
+
+def _probabilities(ctx: MetricContext, mask_fraction: float,
+                   fill: str = "normal_band_mean") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """[1 - p, p] on x, masked-in and masked-out inputs, shared by the five metrics: each `[B, 2]`."""
     def compute():
         mask = ctx.explanation.mask
         if mask is None:
             mask = explanation_mask(ctx.explanation.attribution, mask_fraction)
-        scores = score_stacked(ctx.detector.score, masked_in_out(ctx.batch.x, reference_of(ctx), mask))
+        scores = score_stacked(ctx.detector.score, masked_in_out(ctx.batch.x, _fill(ctx, fill), mask))
         p_in, p_out = ctx.detector.p_from_score(scores)
         return (class_probabilities(ctx.detector.p_from_score(ctx.scores)), class_probabilities(p_in),
                 class_probabilities(p_out))
     # two passes per clip: the masked-in and the masked-out input
-    return shared(ctx, ("lmac", mask_fraction if ctx.explanation.mask is None else "own"), compute, passes=2.0)
+    return shared(ctx, ("lmac", mask_fraction if ctx.explanation.mask is None else "own", fill), compute, passes=2.0)
 
 
 def _targets(probs_x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -101,41 +126,43 @@ def _targets(probs_x: torch.Tensor) -> dict[str, torch.Tensor]:
                                                                         device=probs_x.device)}
 
 
+_DEFAULTS = {"mask_fraction": 0.2, "fill": "normal_band_mean"}
 _SUMMARY = " (calibrated anomaly probability; param = explained class: the detector's prediction or 'anomalous')"
 
 
-@metrics.register("ai", summary="L-MAC average increase: 100 * 1[p_c(masked-in) > p_c(x)]" + _SUMMARY, version=1,
-                  family="lmac", higher_is_better=True, params="mode", defaults={"mask_fraction": 0.2})
-def ai_metric(ctx: MetricContext, *, mask_fraction: float = 0.2) -> MetricResult:
-    probs_x, probs_in, _ = _probabilities(ctx, mask_fraction)
+@metrics.register("ai", summary="L-MAC average increase: 100 * 1[p_c(masked-in) > p_c(x)]" + _SUMMARY, version=2,
+                  family="lmac", higher_is_better=True, params="mode", defaults=_DEFAULTS)
+def ai_metric(ctx: MetricContext, *, mask_fraction: float = 0.2, fill: str = "normal_band_mean") -> MetricResult:
+    probs_x, probs_in, _ = _probabilities(ctx, mask_fraction, fill)
     return result(ctx, {m: ai(probs_x, probs_in, c) for m, c in _targets(probs_x).items()})
 
 
 @metrics.register("ad", summary="L-MAC average drop: 100 * max(0, p_c(x) - p_c(masked-in)) / p_c(x); compat=True "
-                  "applies the reference's second softmax" + _SUMMARY, version=1, family="lmac",
-                  higher_is_better=False, params="mode", defaults={"mask_fraction": 0.2, "compat": False})
-def ad_metric(ctx: MetricContext, *, mask_fraction: float = 0.2, compat: bool = False) -> MetricResult:
-    probs_x, probs_in, _ = _probabilities(ctx, mask_fraction)
+                  "applies the reference's second softmax" + _SUMMARY, version=2, family="lmac",
+                  higher_is_better=False, params="mode", defaults={**_DEFAULTS, "compat": False})
+def ad_metric(ctx: MetricContext, *, mask_fraction: float = 0.2, compat: bool = False,
+              fill: str = "normal_band_mean") -> MetricResult:
+    probs_x, probs_in, _ = _probabilities(ctx, mask_fraction, fill)
     return result(ctx, {m: ad(probs_x, probs_in, c, compat=compat) for m, c in _targets(probs_x).items()})
 
 
 @metrics.register("ag", summary="L-MAC average gain: 100 * max(0, p_c(masked-in) - p_c(x)) / (1 - p_c(x))" + _SUMMARY,
-                  version=1, family="lmac", higher_is_better=True, params="mode", defaults={"mask_fraction": 0.2})
-def ag_metric(ctx: MetricContext, *, mask_fraction: float = 0.2) -> MetricResult:
-    probs_x, probs_in, _ = _probabilities(ctx, mask_fraction)
+                  version=2, family="lmac", higher_is_better=True, params="mode", defaults=_DEFAULTS)
+def ag_metric(ctx: MetricContext, *, mask_fraction: float = 0.2, fill: str = "normal_band_mean") -> MetricResult:
+    probs_x, probs_in, _ = _probabilities(ctx, mask_fraction, fill)
     return result(ctx, {m: ag(probs_x, probs_in, c) for m, c in _targets(probs_x).items()})
 
 
-@metrics.register("ff_out", summary="L-MAC faithfulness: p_c(x) - p_c(masked-out)" + _SUMMARY, version=1,
-                  family="lmac", higher_is_better=True, params="mode", defaults={"mask_fraction": 0.2})
-def ff_out_metric(ctx: MetricContext, *, mask_fraction: float = 0.2) -> MetricResult:
-    probs_x, _, probs_out = _probabilities(ctx, mask_fraction)
+@metrics.register("ff_out", summary="L-MAC faithfulness: p_c(x) - p_c(masked-out)" + _SUMMARY, version=2,
+                  family="lmac", higher_is_better=True, params="mode", defaults=_DEFAULTS)
+def ff_out_metric(ctx: MetricContext, *, mask_fraction: float = 0.2, fill: str = "normal_band_mean") -> MetricResult:
+    probs_x, _, probs_out = _probabilities(ctx, mask_fraction, fill)
     return result(ctx, {m: ff_out(probs_x, probs_out, c) for m, c in _targets(probs_x).items()})
 
 
 @metrics.register("fid_in", summary="L-MAC input fidelity: 1 if the masked-in input keeps the explained class"
-                  + _SUMMARY, version=1, family="lmac", higher_is_better=True, params="mode",
-                  defaults={"mask_fraction": 0.2})
-def fid_in_metric(ctx: MetricContext, *, mask_fraction: float = 0.2) -> MetricResult:
-    probs_x, probs_in, _ = _probabilities(ctx, mask_fraction)
+                  + _SUMMARY, version=2, family="lmac", higher_is_better=True, params="mode",
+                  defaults=_DEFAULTS)
+def fid_in_metric(ctx: MetricContext, *, mask_fraction: float = 0.2, fill: str = "normal_band_mean") -> MetricResult:
+    probs_x, probs_in, _ = _probabilities(ctx, mask_fraction, fill)
     return result(ctx, {m: fid_in(probs_in, c) for m, c in _targets(probs_x).items()})
