@@ -21,6 +21,7 @@ import torch
 import torchaudio
 
 from .cells import expand
+from .dataset import notice
 from .detector import Detector
 from .errors import BenchmarkError, CellFailure
 from .explain_step import check_explanation
@@ -249,9 +250,12 @@ def read_mask(path: Path, grid: tuple[int, int]) -> np.ndarray | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             mask = np.asarray(z["tf_mask"], dtype=bool)
-    except Exception:
+    except Exception as exc:  # an overlay only: say why it is missing, explain the clip anyway
+        notice(f"ground truth '{path}' not outlined: cannot read its tf_mask ({type(exc).__name__})")
         return None
     if mask.ndim != 2 or mask.shape[0] != grid[0]:
+        notice(f"ground truth '{path}' not outlined: its tf_mask is {list(mask.shape)}, the detector's grid has "
+               f"{grid[0]} bands")
         return None
     out = np.zeros(grid, dtype=bool)
     t = min(grid[1], mask.shape[1])

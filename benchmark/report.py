@@ -546,12 +546,13 @@ def _glance_blocks(by_family: dict[str, list[str]], tests: pd.DataFrame, control
             if not group:
                 cells.append("–")
                 continue
-            c = controls[(controls["dataset"] == dataset) & (controls["detector"] == detector)
-                         & (controls["metric"] == column) & controls["beats_control"].astype(bool)]
+            mine = controls[(controls["dataset"] == dataset) & (controls["detector"] == detector)
+                            & (controls["metric"] == column)]
+            c = mine[mine["beats_control"].astype(bool)]
             marks = []
             for ex in group:
                 beaten = [ctl for ctl in CONTROLS if ((c["explainer"] == ex) & (c["control"] == ctl)).any()]
-                tested = ((controls["metric"] == column) & (controls["explainer"] == ex)).any()
+                tested = (mine["explainer"] == ex).any()
                 tag = f" (> {', '.join(beaten)})" if beaten else (" (beats no control)" if tested else "")
                 tag = " (control)" if ex in CONTROLS and not beaten else tag
                 marks.append(ex + tag)
