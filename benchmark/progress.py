@@ -47,7 +47,7 @@ class RunProgress:
         self.spent = 0.0
         self._started: float | None = None
         self._last = time.monotonic()
-        self.planned: set[str] = set()
+        self._planned: set[str] = set()
         self._bar = tqdm(total=total, desc=f"{name} cells", unit="cell", file=stream, dynamic_ncols=True,
                          disable=mode != "bars")
         self._inner: tqdm | None = None
@@ -57,14 +57,14 @@ class RunProgress:
 
     def plan(self, cells: list[Any]) -> None:
         """Cells that will be computed (not cached): their cost is what the ETA waits for."""
-        new = [c.key for c in cells if c.key not in self.planned]
-        self.planned.update(new)
+        new = [c.key for c in cells if c.key not in self._planned]
+        self._planned.update(new)
         self.remaining_weight += sum(self.weight(k) for k in new)
 
     def unplan(self, keys) -> None:
-        """Planned cells that turned out cached after all (their detector did not change)."""
-        gone = [k for k in keys if k in self.planned]
-        self.planned.difference_update(gone)
+        """Planned cells that will not run after all (found cached, or inapplicable); unplanned keys are ignored."""
+        gone = [k for k in keys if k in self._planned]
+        self._planned.difference_update(gone)
         self.remaining_weight = max(self.remaining_weight - sum(self.weight(k) for k in gone), 0.0)
 
     def cached(self, count: int = 1) -> None:

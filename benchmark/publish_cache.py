@@ -67,22 +67,17 @@ class FigureCache:
     def __init__(self, root: Path | None):
         self.folder = Path(root) / FOLDER if root is not None else None
         self.code = _code_digest()
-        self.drawn = 0
-        self.reused = 0
 
     def draw(self, path: Path, inputs: Any, draw: Callable[[], Path | None]) -> Path | None:
         """`path` holding the figure `draw()` makes of `inputs`: copied from the cache when it has one."""
         if self.folder is None:
-            self.drawn += 1
             return draw()
         key = digest([self.code, Path(path).name, inputs])[:32]
         data = _valid(self.folder, key, "png")
         if data is not None:
             atomic_write_bytes(Path(path), data)
-            self.reused += 1
             return Path(path)
         made = draw()
-        self.drawn += 1
         if made is not None:
             _keep(self.folder, key, "png", Path(made).read_bytes())
         return made

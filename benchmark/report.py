@@ -139,10 +139,10 @@ def with_lifts(table: pd.DataFrame, leaderboard: pd.DataFrame, columns: list[str
     controls.csv; empty for the control itself)."""
     out = table.copy()
     keys = ["dataset", "detector", "explainer"]
+    bases = {c: leaderboard[leaderboard["explainer"] == c].set_index(["dataset", "detector"]) for c in CONTROLS}
     extra = {}
     for column in columns:
-        for control in CONTROLS:
-            base = leaderboard[leaderboard["explainer"] == control].set_index(["dataset", "detector"])
+        for control, base in bases.items():
             if base.empty or f"{column}.mean" not in leaderboard.columns:
                 continue
             ref = [base[f"{column}.mean"].get((d, det), np.nan) for d, det in zip(out["dataset"], out["detector"],
@@ -528,6 +528,11 @@ def _control_items(controls: pd.DataFrame, dataset: str, detector: str, cols: li
     return items
 
 
+def controls_run(controls: pd.DataFrame) -> list[str]:
+    """The controls the suite ran (those controls.csv tests against), in CONTROLS order."""
+    return [c for c in CONTROLS if (controls["control"] == c).any()]
+
+
 def _glance_blocks(by_family: dict[str, list[str]], tests: pd.DataFrame, controls: pd.DataFrame,
                    leaderboard: pd.DataFrame, aucs: dict, min_auc: float, alpha: float) -> list[Block]:
     """The first screen: per dataset × detector and family (its first headline metric), the explainers tied at
@@ -535,7 +540,7 @@ def _glance_blocks(by_family: dict[str, list[str]], tests: pd.DataFrame, control
     families = [f for f, cols in by_family.items() if cols]
     if not families or tests.empty:
         return []
-    present = [c for c in CONTROLS if (controls["control"] == c).any()] or list(CONTROLS)
+    present = controls_run(controls) or list(CONTROLS)
     rows = []
     for (dataset, detector), _ in leaderboard.groupby(["dataset", "detector"], sort=True):
         cells = []
@@ -610,7 +615,7 @@ def _family_blocks(family: str, cols: list[str], leaderboard: pd.DataFrame, rank
             blocks.append(Block("list", items=chains))
         beaten = _control_items(controls, dataset, detector, present)
         if beaten:
-            present_controls = [c for c in CONTROLS if (controls["control"] == c).any()]
+            present_controls = controls_run(controls)
             plural = "s" if len(present_controls) > 1 else ""
             blocks.append(Block("p", f"Above the {' and '.join(present_controls)} control{plural} (one-sided "
                                      f"Wilcoxon on shared clips, Holm over the explainers, α = {alpha}):"))

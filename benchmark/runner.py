@@ -74,17 +74,17 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
 
         retrained = {c.key for c in todo_train}
         runnable: list[EvaluateCell] = []
-        todo_eval = _unfinished(store, evals, summary, report, redo=lambda c: c.train.key in retrained)
-        report.unplan(set(report.planned) - {c.key for c in todo_train} - {c.key for c in todo_eval})
-        for cell in todo_eval:
+        for cell in _unfinished(store, evals, summary, report, redo=lambda c: c.train.key in retrained):
             reason = _why_not(cell, store, ws)
             if reason is None:
                 runnable.append(cell)
                 continue
             status = SKIPPED if not reason.startswith("detector training failed") else FAILED
             record(Outcome(cell.key, {**cell.describe(), "status": status, "reason": reason}, None))
+        # the ETA waits for exactly the cells that will run: none of those found cached or inapplicable
+        will_run = {c.key for c in runnable}
+        report.unplan([c.key for c in evals if c.key not in will_run])
         report.plan(runnable)
-        report.unplan([c.key for c in todo_eval if c.key not in {r.key for r in runnable}])
         for outcome in executor.map(lambda c: guarded(lambda cell: run_evaluate_cell(cell, ws, report.update), c),
                                     started(runnable)):
             record(outcome)
