@@ -17,13 +17,16 @@ import torch
 
 @dataclass(frozen=True)
 class Budget:
-    """How much training a suite allows. Epochs bound the work; `max_seconds` is only a safety cap
-    (a run cut by it is not reproducible, and the cell says so in its log)."""
+    """How much training a suite allows. `epochs` is a cap, not a schedule: training stops once the
+    validation loss has not improved by `min_improvement` (relative, 0.5 %) on its best for `patience`
+    epochs. `max_seconds` is only a safety cap (a run cut by it is not reproducible, and the cell says so in
+    its log)."""
 
     epochs: int = 100
     patience: int = 10
     batch_size: int = 32
     max_seconds: float = 3600.0
+    min_improvement: float = 0.005
 
 
 class Detector(torch.nn.Module):
@@ -133,7 +136,7 @@ def train_epochs(
     """
     device = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
-    stopping, epoch = EarlyStopping(model, budget), 0
+    stopping, epoch, curve = EarlyStopping(model, budget), 0, []
     for epoch in range(1, budget.epochs + 1):
         model.train()
         order = torch.randperm(len(train), generator=g)
@@ -150,13 +153,14 @@ def train_epochs(
             vals = [float(loss_fn(val[i:i + budget.batch_size].to(device))) * len(val[i:i + budget.batch_size])
                     for i in range(0, len(val), budget.batch_size)]
         v = sum(vals) / max(1, len(val))
+        curve.append(v)
         if progress:
             progress(f"epoch {epoch} val {v:.4g}")
         if stopping.should_stop(v):
             break
     stopping.restore_best()
     return {"epochs": epoch, "best_val_loss": stopping.best, "capped_by_time": stopping.capped,
-            "train_seconds": stopping.seconds}
+            "train_seconds": stopping.seconds, "stop_reason": stopping.reason, "val_curve": curve}
 
 
 def band_statistics(train: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,14 +178,17 @@ def rng_devices(device: torch.device) -> list[torch.device]:
 
 
 class EarlyStopping:
-    """Early stopping on a validation loss, shared by every training loop: keeps the best weights,
-    stops after `budget.patience` epochs without improvement or past `budget.max_seconds` (the clock
-    starts at construction), and puts the best weights back. Set `best` to a starting loss (the untrained
-    model's) to keep the initial weights unless an epoch beats it."""
+    """Early stopping on a validation loss, shared by every training loop: keeps the best weights, stops
+    after `budget.patience` epochs without a relative improvement of `budget.min_improvement` on the best
+    loss (a smaller gain still keeps its weights, but does not reset the count) or past
+    `budget.max_seconds` (the clock starts at construction), and puts the best weights back. Set `best` to
+    a starting loss (the untrained model's) to keep the initial weights unless an epoch beats it.
+    `reason` says why training ended: "plateau", "time" or "epochs" (the cap, the default)."""
 
     def __init__(self, model: torch.nn.Module, budget: Budget) -> None:
         self.model, self.budget = model, budget
         self.best, self.best_state, self.stale, self.capped = float("inf"), None, 0, False
+        self.reason = "epochs"
         self.t0 = time.monotonic()
 
     @property
@@ -190,15 +197,17 @@ class EarlyStopping:
 
     def should_stop(self, val_loss: float) -> bool:
         """Record an epoch's validation loss; True when training should stop."""
+        significant = val_loss < self.best - max(1e-12, self.budget.min_improvement * abs(self.best)) \
+            if self.best != float("inf") else val_loss < self.best
         if val_loss < self.best - 1e-12:
-            self.best, self.stale = val_loss, 0
+            self.best = val_loss
             self.best_state = {k: t.detach().clone() for k, t in self.model.state_dict().items()}
-        else:
-            self.stale += 1
-        if self.stale >= self.budget.patience:
+        self.stale = 0 if significant else self.stale + 1
+        if self.budget.patience and self.stale >= self.budget.patience:  # 0: never on a plateau
+            self.reason = "plateau"
             return True
         if self.seconds > self.budget.max_seconds:
-            self.capped = True
+            self.capped, self.reason = True, "time"
             return True
         return False
 

@@ -1,12 +1,16 @@
 """What a suite will cost before it runs: seconds per cell from measured reference rates.
 
 The rates (`cost_reference.json`) come from a measured `cost.csv` (by default the committed
-`leaderboards/quick/cost.csv`, 2 CPU cores of the project's reference machine): training seconds per
-(epoch x train clip x frame) per detector, and evaluation seconds per (explained clip x frame) per
-(detector, explainer). A suite's cells are priced by the same units: budget epochs (a cap: early stopping
-only makes it cheaper), the dataset's clip counts and frames per clip. Plugins absent from the reference
-are priced at the median rate of their kind, and the estimate says so. The run uses these prices to print
-the suite's cost before it starts and to weight its ETA.
+`leaderboards/quick/cost.csv`, 2 CPU cores of the project's reference machine), in three kinds:
+- detector training: seconds per (epoch run x train clip x frame) per detector;
+- interpreter training (`lmac_td`, `lmac`, the EnCodec codec): seconds per (epoch run x training clip x
+  frame) per (detector, explainer), from the cells that trained one (`fit_s`, `fit_clip_epochs`);
+- evaluation: seconds per (explained clip x frame) per (detector, explainer), interpreter training taken out.
+A suite's cells are priced by the same units: budget epochs (a cap: early stopping only makes it cheaper),
+the dataset's clip counts and frames per clip, the explainer's work parameters (samples, steps) and its
+training clip budget; an interpreter shared by several cells (the codec learns without the detector) is
+priced once. Plugins absent from the reference are priced at the median rate of their kind, and the
+estimate says so. The run uses these prices to print the suite's cost before it starts and to weight its ETA.
 
 `python -m benchmark.estimate COST_CSV SUITE` rewrites the reference from a cost.csv and the suite it ran.
 """
@@ -23,7 +27,8 @@ from .suites import Suite
 
 REFERENCE_FILE = Path(__file__).with_name("cost_reference.json")
 # explainer parameters that multiply its work (samples, steps): rates scale by suite value / reference value
-WORK_PARAMS = ("n_samples", "nt_samples", "n_steps", "train_clips")
+WORK_PARAMS = ("n_samples", "nt_samples", "n_steps")
+VALIDATION_SHARE = 0.1  # of an interpreter's training clips, held out (see `_interpreter`, `_codec`)
 # fallback when a dataset cannot count its clips without reading them (data on disk)
 DEFAULT_COUNTS = {"train": 1000, "test": 200, "test_anomalous": 100, "frames": 313}
 
@@ -80,10 +85,29 @@ def estimate_suite(suite: Suite, ref: dict[str, Any] | None = None) -> Estimate:
     for cell in trains:
         est.seconds[cell.key] = _train_seconds(cell, counts[cell.dataset.name], ref, est.unpriced)
         est.by_kind["train"] = est.by_kind.get("train", 0.0) + est.seconds[cell.key]
+    fitted: set[str] = set()
     for cell in evals:
-        est.seconds[cell.key] = _evaluate_seconds(cell, counts[cell.train.dataset.name], ref, est.unpriced)
-        est.by_kind["evaluate"] = est.by_kind.get("evaluate", 0.0) + est.seconds[cell.key]
+        n = counts[cell.train.dataset.name]
+        seconds = _evaluate_seconds(cell, n, ref, est.unpriced)
+        est.by_kind["evaluate"] = est.by_kind.get("evaluate", 0.0) + seconds
+        if cell.explainer.plugin.factory.trains and cell.interpreter_key not in fitted:
+            fitted.add(cell.interpreter_key)  # the first cell of an interpreter trains it
+            fit = _fit_seconds(cell, n, ref, est.unpriced)
+            est.by_kind["interpreter training"] = est.by_kind.get("interpreter training", 0.0) + fit
+            seconds += fit
+        est.seconds[cell.key] = seconds
     return est
+
+
+def _rate(rates: dict[str, float], det: str, ex: str, unpriced: set[str]) -> float:
+    """The measured rate of (det, ex), else the median of `ex` over detectors, else of every pair."""
+    rate = rates.get(f"{det}/{ex}")
+    if rate is None:
+        same = [v for k, v in rates.items() if k.endswith(f"/{ex}")]
+        if not same:
+            unpriced.add(ex)
+        rate = statistics.median(same or rates.values())
+    return rate
 
 
 def _train_seconds(cell: TrainCell, n: dict[str, int], ref: dict[str, Any], unpriced: set[str]) -> float:
@@ -97,48 +121,52 @@ def _train_seconds(cell: TrainCell, n: dict[str, int], ref: dict[str, Any], unpr
 
 
 def _evaluate_seconds(cell: EvaluateCell, n: dict[str, int], ref: dict[str, Any], unpriced: set[str]) -> float:
-    rates = ref["evaluate"]
-    det, ex = cell.train.detector.name, cell.explainer.name
-    rate = rates.get(f"{det}/{ex}")
-    if rate is None:
-        same = [v for k, v in rates.items() if k.endswith(f"/{ex}")]
-        if not same:
-            unpriced.add(ex)
-        rate = statistics.median(same or rates.values())
+    ex = cell.explainer.name
+    rate = _rate(ref["evaluate"], cell.train.detector.name, ex, unpriced)
     defaults = cell.explainer.plugin.defaults
     for name in WORK_PARAMS:
         ref_value = ref.get("explainer_params", {}).get(ex, {}).get(name, defaults.get(name))
         value = cell.explainer.params.get(name, defaults.get(name))
         if isinstance(value, (int, float)) and isinstance(ref_value, (int, float)) and ref_value > 0:
             rate *= value / ref_value
-    ref_epochs = ref.get("explainer_epochs", {}).get(ex)
-    if cell.explainer.budget is not None and ref_epochs:  # a trained interpreter: its training dominates
-        rate *= cell.explainer.budget.epochs / ref_epochs
     pool = n["test_anomalous"] if dict(cell.evaluate)["clips"] == "anomalous" else n["test"]
     clips = min(pool, int(dict(cell.evaluate)["max_clips"]))
     return rate * clips * n["frames"]
 
 
+def _fit_seconds(cell: EvaluateCell, n: dict[str, int], ref: dict[str, Any], unpriced: set[str]) -> float:
+    """A trained interpreter's training: its budget's epoch cap over its training clips (the clip budget
+    `train_clips` of the normal training clips, less the validation share)."""
+    rate = _rate(ref.get("fit", {}) or {"-/-": 0.0}, cell.train.detector.name, cell.explainer.name, unpriced)
+    epochs = cell.explainer.budget.epochs if cell.explainer.budget is not None else 100
+    budget = cell.explainer.params.get("train_clips", cell.explainer.plugin.defaults.get("train_clips"))
+    clips = n["train"] if not isinstance(budget, int) else min(budget, n["train"])
+    return rate * epochs * clips * (1 - VALIDATION_SHARE) * n["frames"]
+
+
 def build_reference(cost_csv: Path, suite: Suite) -> dict[str, Any]:
-    """Rates from a measured cost.csv of `suite` (per-cell wall seconds)."""
+    """Rates from a measured cost.csv of `suite` (per-cell wall seconds; detector epochs as run)."""
     import pandas as pd
     cost = pd.read_csv(cost_csv)
     frames = {ds.name: dataset_counts(ds)["frames"] for ds in suite.datasets}
-    epochs = {d.name: d.budget.epochs for d in suite.detectors if d.budget is not None}
     train = cost[cost.cell == "train"]
-    units = train.apply(lambda r: epochs[r.detector] * r.n_train * frames[r.dataset], axis=1)
+    units = train.epochs * train.n_train * train.dataset.map(frames)
     rates_train = (train.wall_s.groupby(train.detector).sum() / units.groupby(train.detector).sum()).to_dict()
     ev = cost[cost.cell == "evaluate"]
-    units = ev.apply(lambda r: r.n_clips * frames[r.dataset], axis=1)
+    fit_s = ev.fit_s.fillna(0.0)
     pair = ev.detector + "/" + ev.explainer
-    rates_eval = (ev.wall_s.groupby(pair).sum() / units.groupby(pair).sum()).to_dict()
+    units = ev.n_clips * ev.dataset.map(frames)
+    rates_eval = ((ev.wall_s - fit_s).groupby(pair).sum() / units.groupby(pair).sum()).to_dict()
+    fitted = ev[fit_s > 0]
+    units = fitted.fit_clip_epochs * fitted.dataset.map(frames)
+    fit_pair = fitted.detector + "/" + fitted.explainer
+    rates_fit = (fitted.fit_s.groupby(fit_pair).sum() / units.groupby(fit_pair).sum()).to_dict()
     return {"source": str(cost_csv), "machine": "2 CPU cores (AVX2), the project's reference machine",
             "train": {k: float(v) for k, v in sorted(rates_train.items())},
             "explainer_params": {e.name: {**{k: v for k, v in e.plugin.defaults.items() if k in WORK_PARAMS},
                                           **{k: v for k, v in e.params.items() if k in WORK_PARAMS}}
                                  for e in suite.explainers},
-            "explainer_epochs": {e.name: e.budget.epochs for e in suite.explainers
-                                 if e.budget is not None and e.plugin.needs & {"training"}},
+            "fit": {k: float(v) for k, v in sorted(rates_fit.items())},
             "evaluate": {k: float(v) for k, v in sorted(rates_eval.items())}}
 
 

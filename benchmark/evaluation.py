@@ -56,15 +56,21 @@ def metric_subset(n_clips: int, max_clips: int | None, seed: int) -> torch.Tenso
 
 
 class _Explainer:
-    """The cell's explainer, built (and trained or loaded) on first use only."""
+    """The cell's explainer, built (and trained or loaded) on first use only; `fit_s` and `fit_clip_epochs`
+    charge the interpreter training this cell did (zero when it loaded a stored one)."""
 
     def __init__(self, cell: EvaluateCell, ws: Workspace, detector: Detector, spec):
         self.cell, self.ws, self.detector, self.spec = cell, ws, detector, spec
         self._made: tuple | None = None
+        self.fit_s, self.fit_clip_epochs = 0.0, 0
 
     def get(self):
         if self._made is None:
+            t0 = time.monotonic()
             self._made = prepare_explainer(self.cell, self.ws, self.detector, self.spec)
+            _, log, trained = self._made
+            if trained:
+                self.fit_s, self.fit_clip_epochs = time.monotonic() - t0, int(log.get("clip_epochs", 0))
         return self._made
 
     @property
@@ -73,7 +79,7 @@ class _Explainer:
 
 
 def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str], None] | None = None) -> Outcome:
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), time.process_time()
     evaluate = dict(cell.evaluate)
     seed = cell.train.seed
     dataset = ws.dataset(cell.train.dataset)
@@ -197,7 +203,9 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
     # the explanations, their examples and the interpreter they came from
     part_files += list(parts[0].files) + parts[0].uses if stored is None else \
         list((store.status(cell.explain_key) or {}).get("files", {}))
-    cost = {"wall_s": time.monotonic() - t0, "explain_s": explain_s, "n_clips": len(chosen),
+    cost = {"wall_s": time.monotonic() - t0, "cpu_s": time.process_time() - c0, "explain_s": explain_s,
+            "n_clips": len(chosen),
+            "fit_s": explainer.fit_s, "fit_clip_epochs": explainer.fit_clip_epochs,
             "explanation": "stored" if stored is not None and not live else ("re-explained" if stored else "computed"),
             "metrics_computed": len(pending), "metrics_reused": len(cell.metrics) - len(pending),
             "explainer_forward": explainer_passes[0] / n, "explainer_backward": explainer_passes[1] / n,

@@ -227,13 +227,14 @@ def _budget(raw: dict[str, Any], where: str) -> Budget:
         if value is None:
             continue
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not number or (key != "max_seconds" and not _is_int(value)) or value < least:
-            kind = "a number" if key == "max_seconds" else "an integer"
+        if not number or (key not in REAL_BUDGET_KEYS and not _is_int(value)) or value < least:
+            kind = "a number" if key in REAL_BUDGET_KEYS else "an integer"
             raise BenchmarkError(f"{where}: budget {key} must be {kind} >= {least}, got {value!r}")
     return Budget(**raw)
 
 
-BUDGET_LEAST = {"epochs": 1, "patience": 0, "batch_size": 1, "max_seconds": 1}
+BUDGET_LEAST = {"epochs": 1, "patience": 0, "batch_size": 1, "max_seconds": 1, "min_improvement": 0}
+REAL_BUDGET_KEYS = ("max_seconds", "min_improvement")
 
 
 def _check_params(plugin: Plugin, params: dict[str, Any], path: Path) -> None:

@@ -30,7 +30,7 @@ def clip_rows(table, rows_idx, *, dataset: str, detector: str, seed: int, explai
 
 
 def run_train_cell(cell: TrainCell, ws: Workspace, progress: Callable[[str], None] | None = None):
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), time.process_time()
     train = ws.table(cell.dataset, "train")
     test = ws.table(cell.dataset, "test")
     normal = train.where(train.labels == 0)
@@ -66,5 +66,6 @@ def run_train_cell(cell: TrainCell, ws: Workspace, progress: Callable[[str], Non
     record = {**cell.describe(), "status": DONE, "log": log,
               "thresholds": {"tau": float(det.tau), "temperature": float(det.temperature),
                              "eer": float(det.eer_threshold)},
-              "cost": {"wall_s": time.monotonic() - t0, "n_train": len(fit_idx), "n_test": len(test)}}
+              "cost": {"wall_s": time.monotonic() - t0, "cpu_s": time.process_time() - c0,
+                       "epochs": max(1, int(log.get("epochs") or 0)), "n_train": len(fit_idx), "n_test": len(test)}}
     return Outcome(cell.key, record, rows, files={ws.store.checkpoint_relpath(cell.key): checkpoint})

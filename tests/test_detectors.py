@@ -424,3 +424,19 @@ def test_early_stopping_keeps_the_best_weights_and_counts_patience():
     model.train()
     stopping.restore_best()
     assert model.weight.item() == 3.0 and stopping.best == 0.5 and not model.training
+
+
+def test_early_stopping_needs_a_relative_gain_to_reset_patience():
+    """A creeping validation loss (0.1 % per epoch) keeps its best weights but stops on the plateau rule;
+    patience 0 never stops on a plateau."""
+    from benchmark.detector import EarlyStopping
+    model = torch.nn.Linear(1, 1, bias=False)
+    stopping = EarlyStopping(model, Budget(epochs=50, patience=3, min_improvement=0.005))
+    losses = [1.0, 0.9] + [0.9 * 0.999 ** k for k in range(1, 10)]
+    stopped_at = next(i for i, v in enumerate(losses) if stopping.should_stop(v))
+    assert stopped_at == 4 and stopping.reason == "plateau"  # epochs 3..5 gain 0.1 % each: 3 stale
+    assert stopping.best == losses[4]  # the small gains still moved the best weights
+    strict = EarlyStopping(model, Budget(epochs=50, patience=3, min_improvement=0.0))
+    assert not any(strict.should_stop(v) for v in losses) and strict.reason == "epochs"
+    never = EarlyStopping(model, Budget(epochs=50, patience=0))
+    assert not any(never.should_stop(v) for v in [1.0, 1.0, 1.0, 1.0])

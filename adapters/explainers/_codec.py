@@ -203,7 +203,7 @@ def train_codec(codec: LatentCodec, fit: torch.Tensor, val: torch.Tensor, sample
 
     stopping = EarlyStopping(codec, budget)  # its clock includes the first validation
     initial = stopping.best = val_loss()
-    steps, epochs = 0, 0
+    steps, epochs, curve = 0, 0, []
     while epochs < budget.epochs:
         epochs += 1
         codec.train()
@@ -217,11 +217,13 @@ def train_codec(codec: LatentCodec, fit: torch.Tensor, val: torch.Tensor, sample
             optimizer.step()
             schedule.step()
             steps += 1
-        if stopping.should_stop(val_loss()):
+        curve.append(val_loss())
+        if stopping.should_stop(curve[-1]):
             break
     stopping.restore_best()
     return {"epochs": epochs, "steps": steps, "train_seconds": stopping.seconds, "val_loss_initial": initial,
-            "val_loss_best": stopping.best, "capped_by_time": stopping.capped}
+            "val_loss_best": stopping.best, "capped_by_time": stopping.capped, "stop_reason": stopping.reason,
+            "val_curve": curve, "train_clips": len(fit), "val_clips": len(val), "clip_epochs": epochs * len(fit)}
 
 
 def codec_quality(synthesis: LatentSynthesis, waves: torch.Tensor, logmel: LogMel) -> dict[str, float]:

@@ -32,7 +32,6 @@ resizes it bilinearly onto the canonical grid `[F, T]`, so it fits any detector 
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import torch
@@ -40,7 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from benchmark.dataset import ClipTable
-from benchmark.detector import Budget, Detector, rng_devices
+from benchmark.detector import Budget, Detector, EarlyStopping, rng_devices
 from benchmark.errors import BenchmarkError
 from benchmark.explainer import Explainer
 from benchmark.features import FeatureSpec, LogMel
@@ -49,6 +48,17 @@ from benchmark.types import Batch, Explanation
 GRADCAM_ALIAS = "gradcam"
 LOG_MEL = "log-mel"  # the fallback "layer": the detector's input itself
 BCE_CAP = 100.0
+MIN_SPLIT = 10  # fewer training clips than this: no held-out validation (the training clips serve)
+
+
+def split_interpreter_clips(waves: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training, validation) clips: a seeded tenth (at least 2) held out once there are `MIN_SPLIT`
+    clips; below that both are all the clips."""
+    if len(waves) < MIN_SPLIT:
+        return waves, waves
+    order = torch.randperm(len(waves), generator=generator)
+    n_val = max(2, len(waves) // 10)
+    return waves[order[n_val:]], waves[order[:n_val]]
 
 
 # --- hidden representations of the detector ---------------------------------------------------
@@ -294,43 +304,65 @@ class TrainedInterpreter(Explainer):
 
     # training -----------------------------------------------------------------------------
     def fit(self, detector: Detector, train: ClipTable, *, seed: int, budget: Budget) -> dict[str, Any]:
-        """Train the interpreter only (the detector's weights, modes and gradients are left alone) for
-        `budget.epochs` passes over the normal clips (a seeded subset of `train_clips` of them if set),
-        `budget.batch_size` clips per optimiser step, accumulated over forwards of at most
-        `examples_per_forward` clips, stopping early after `budget.max_seconds` (logged)."""
+        """Train the interpreter only (the detector's weights, modes and gradients are left alone) on a seeded
+        subset of `train_clips` normal clips (all if None), of which a seeded tenth (at least 2, once there
+        are `MIN_SPLIT` clips; below that the training clips themselves) is held out for validation with
+        its synthetic anomalies drawn once. Each epoch is one pass over the rest, `budget.batch_size` clips
+        per optimiser step, accumulated over forwards of at most `examples_per_forward` clips; training
+        stops at `budget.epochs`, on a validation plateau (`budget.patience` epochs without a relative gain
+        of `budget.min_improvement`) or past `budget.max_seconds`, and keeps the best validation weights.
+        The log holds the per-epoch curve (training terms and validation loss) and the stop reason."""
         if train.waveform is None or len(train) == 0:
             raise BenchmarkError(f"{type(self).__name__}: training needs waveforms of normal clips; this dataset "
                                  "has features only (the engine skips such cells: needs 'waveform')")
         g = torch.Generator().manual_seed(seed)
         waves = train.waveform[torch.randperm(len(train), generator=g)[: self.train_clips]]
+        fit_waves, val_waves = split_interpreter_clips(waves, g)
+        val_waves = self.with_anomalies(val_waves, torch.Generator().manual_seed(seed + 1))
         per_forward = self.examples_per_forward(self.device)
         with torch.random.fork_rng(devices=rng_devices(torch.device(self.device))):
             torch.manual_seed(seed)
-            self._build(detector, waves[:per_forward].to(self.device))
+            self._build(detector, fit_waves[:per_forward].to(self.device))
         params = [p for p in self.network.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
-        t0, history, capped, steps = time.monotonic(), [], False, 0
+        stopping, history, steps = EarlyStopping(self.network, budget), [], 0
         for _epoch in range(budget.epochs):
             self.network.train()
-            order = torch.randperm(len(waves), generator=g)
+            order = torch.randperm(len(fit_waves), generator=g)
             sums: dict[str, float] = {}
-            for i in range(0, len(waves), budget.batch_size):
-                w = waves[order[i:i + budget.batch_size]]
-                perturbed = torch.rand(len(w), generator=g) < self.augment
-                if perturbed.any():
-                    w = torch.where(perturbed[:, None], synthetic_anomalies(w, self.spec.sample_rate, g), w)
+            for i in range(0, len(fit_waves), budget.batch_size):
+                w = self.with_anomalies(fit_waves[order[i:i + budget.batch_size]], g)
                 for k, v in self.accumulate_gradients(detector, w, params, per_forward).items():
                     sums[k] = sums.get(k, 0.0) + v * len(w)
                 optimizer.step()
                 steps += 1
-            history.append({k: v / len(waves) for k, v in sums.items()})
-            if time.monotonic() - t0 > budget.max_seconds:
-                capped = True
+            val = self.validation_loss(detector, val_waves, per_forward)
+            history.append({**{k: v / len(fit_waves) for k, v in sums.items()}, "val_loss": val})
+            if stopping.should_stop(val):
                 break
-        self.network.eval()
-        return {"epochs": len(history), "steps": steps, "history": history, "capped_by_time": capped,
-                "train_seconds": time.monotonic() - t0, "parameters": self.n_parameters(),
+        stopping.restore_best()
+        return {"epochs": len(history), "steps": steps, "history": history, "capped_by_time": stopping.capped,
+                "stop_reason": stopping.reason, "best_val_loss": stopping.best if history else None,
+                "train_seconds": stopping.seconds, "train_clips": len(fit_waves), "val_clips": len(val_waves),
+                "clip_epochs": len(history) * len(fit_waves), "parameters": self.n_parameters(),
                 "hidden_layers": list(self.hidden_names)}
+
+    def with_anomalies(self, w: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """`w: [B, N]` with a synthetic anomaly added to each clip with probability `augment`."""
+        perturbed = torch.rand(len(w), generator=generator) < self.augment
+        if not perturbed.any():
+            return w
+        return torch.where(perturbed[:, None], synthetic_anomalies(w, self.spec.sample_rate, generator), w)
+
+    def validation_loss(self, detector: Detector, w: torch.Tensor, per_forward: int) -> float:
+        """The total loss of clips `w: [M, N]` as fed, averaged over clips, without gradients."""
+        self.network.eval()
+        total = 0.0
+        with torch.no_grad():
+            for j in range(0, len(w), per_forward):
+                part = w[j:j + per_forward].to(self.device)
+                total += float(self.training_loss(detector, part)[0]) * len(part)
+        return total / len(w)
 
     def accumulate_gradients(self, detector: Detector, w: torch.Tensor, params: list[torch.Tensor],
                              per_forward: int) -> dict[str, float]:

@@ -51,20 +51,23 @@ CPU_EXAMPLES, GPU_EXAMPLES = 8, 64
 @explainers.register("encodec_latent", summary="Integrated Gradients over an EnCodec latent; top elements kept, the "
                      "rest from a noise latent, decoded into a listenable explanation", version=1,
                      needs={"gradients", "waveform", "training"},
-                     defaults={"keep": 0.21, "n_steps": 50, "baseline": "zeros", "n_filters": 4, "lstm": 1},
+                     defaults={"keep": 0.21, "n_steps": 50, "baseline": "zeros", "n_filters": 4, "lstm": 1,
+                               "train_clips": 256},
                      test_params={"n_steps": 2, "n_filters": 2})
 class EncodecLatent(Explainer):
     """`keep`: fraction of latent elements kept in the explanation. `pretrained`: a folder holding
     `encodec_24khz-d7cc33bc.th`, a state-dict file, or "hub"; None trains a small codec (`n_filters`
     base channels, `lstm` layers). `noise_db`: level of the fill noise relative to the median RMS of the
-    normal training clips. `internal_batch_size` (Captum's name) = `max_examples_per_forward`."""
+    normal training clips. `train_clips`: the codec learns from a seeded subset of that many normal clips (all
+    if None). `internal_batch_size` (Captum's name) = `max_examples_per_forward`."""
 
     trains = True
     fit_uses_detector = False  # the codec learns the normal clips alone: one per dataset and seed
 
     def __init__(self, keep: float = 0.21, n_steps: int = 50, method: str = "gausslegendre", baseline: str = "zeros",
                  pretrained: str | None = None, n_filters: int = 4, lstm: int = 1, noise_db: float = -20.0,
-                 internal_batch_size: int | None = None, max_examples_per_forward: int | None = None) -> None:
+                 train_clips: int | None = 256, internal_batch_size: int | None = None,
+                 max_examples_per_forward: int | None = None) -> None:
         if internal_batch_size and max_examples_per_forward and internal_batch_size != max_examples_per_forward:
             raise BenchmarkError("encodec_latent: internal_batch_size and max_examples_per_forward name the same "
                                  "bound; give one of them")
@@ -72,7 +75,11 @@ class EncodecLatent(Explainer):
             raise BenchmarkError(f"encodec_latent: keep={keep} is not a fraction; use a value in [0, 1], e.g. 0.21")
         if baseline not in BASELINES:
             raise BenchmarkError(f"encodec_latent: unknown baseline {baseline!r}; use one of {', '.join(BASELINES)}")
+        if train_clips is not None and train_clips < 1:
+            raise BenchmarkError(f"encodec_latent: train_clips={train_clips}; use a positive count, or None for all "
+                                 "normal training clips")
         super().__init__(internal_batch_size or max_examples_per_forward)
+        self.train_clips = train_clips
         self.keep, self.n_steps, self.method, self.baseline = keep, n_steps, method, baseline
         self.pretrained, self.n_filters, self.lstm, self.noise_db = pretrained, n_filters, lstm, noise_db
         self.codec: LatentCodec | None = pretrained_codec(pretrained) if pretrained else None
@@ -94,7 +101,10 @@ class EncodecLatent(Explainer):
         if train.waveform is None:
             raise BenchmarkError("encodec_latent needs waveforms of the normal training clips; this dataset has "
                                  "features only")
-        fit, val = split_validation(train.waveform, seed)
+        waves = train.waveform
+        if self.train_clips is not None and self.train_clips < len(waves):
+            waves = waves[torch.randperm(len(waves), generator=torch.Generator().manual_seed(seed))[: self.train_clips]]
+        fit, val = split_validation(waves, seed)
         self.noise_rms = float(rms(train.waveform).median()) * 10 ** (self.noise_db / 20)
         if self.codec is None:
             torch.manual_seed(seed)

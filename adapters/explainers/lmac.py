@@ -69,7 +69,7 @@ class SpectralInterpreter(nn.Module):
     version=1,
     needs={"waveform", "training"},
     defaults={"hidden_width": 16, "lambda_in": 5.0, "lambda_out": 0.2, "lambda_reg": 6.0, "lr": 2e-4,
-              "weight_decay": 2e-6, "augment": 0.5, "train_clips": None},
+              "weight_decay": 2e-6, "augment": 0.5, "train_clips": 128},
     test_params={"hidden_width": 4},
 )
 class LMAC(TrainedInterpreter):
@@ -79,7 +79,7 @@ class LMAC(TrainedInterpreter):
     def __init__(self, hidden_width: int = 16, layers: tuple[str, ...] | list[str] | None = None,
                  lambda_in: float = 5.0, lambda_out: float = 0.2, lambda_reg: float = 6.0, lr: float = 2e-4,
                  weight_decay: float = 2e-6, augment: float = 0.5,
-                 train_clips: int | None = None, max_examples_per_forward: int | None = None) -> None:
+                 train_clips: int | None = 128, max_examples_per_forward: int | None = None) -> None:
         super().__init__(layers=layers, hidden_width=hidden_width, lambda_in=lambda_in, lambda_out=lambda_out,
                          lambda_reg=lambda_reg, lr=lr, weight_decay=weight_decay, augment=augment,
                          train_clips=train_clips, max_examples_per_forward=max_examples_per_forward)

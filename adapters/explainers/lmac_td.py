@@ -134,7 +134,7 @@ class TimeDomainInterpreter(nn.Module):
     defaults={"alpha": 0.75, "n_filters": 64, "chunk_size": 200, "num_layers": 1, "intra_layers": 1,
               "inter_layers": 1, "n_heads": 4, "d_ffn": 128, "hidden_width": 16, "lambda_in": 5.0,
               "lambda_out": 0.2, "lambda_reg": 6.0, "lambda_rec": 1.0, "lr": 2e-4, "weight_decay": 2e-6,
-              "augment": 0.5, "train_clips": None},
+              "augment": 0.5, "train_clips": 128},
     reference_sizes={"n_filters": 256, "chunk_size": 250, "num_layers": 2, "intra_layers": 4, "inter_layers": 2},
     test_params={"n_filters": 32, "chunk_size": 50, "d_ffn": 32, "hidden_width": 4},
 )
@@ -147,7 +147,7 @@ class LMACTD(TrainedInterpreter):
                  hidden_width: int = 16, layers: tuple[str, ...] | list[str] | None = None,
                  lambda_in: float = 5.0, lambda_out: float = 0.2, lambda_reg: float = 6.0, lambda_rec: float = 1.0,
                  lr: float = 2e-4, weight_decay: float = 2e-6, augment: float = 0.5,
-                 train_clips: int | None = None, max_examples_per_forward: int | None = None) -> None:
+                 train_clips: int | None = 128, max_examples_per_forward: int | None = None) -> None:
         super().__init__(layers=layers, hidden_width=hidden_width, lambda_in=lambda_in, lambda_out=lambda_out,
                          lambda_reg=lambda_reg, lr=lr, weight_decay=weight_decay, augment=augment,
                          train_clips=train_clips, max_examples_per_forward=max_examples_per_forward)
