@@ -70,7 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run these registered explainers (`list explainers`), with their defaults")
     p.add_argument("--add-metrics", type=_names, metavar="NAMES", help="also compute these registered metrics")
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N")
-    p.add_argument("--executor", default="local", choices=["local"], help="where cells run: this process")
+    p.add_argument("--executor", default="local", choices=["local", "dask"],
+                   help="where cells run: this process (local) or a Dask cluster (dask; needs the [dist] extra)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="--executor dask: worker processes of the local cluster (default 2)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch threads per cell (local: this process; dask: each worker); default torch's own "
+                        "(the cores). CPU tables are byte-identical across executors at the same count")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="--executor dask: an existing cluster's scheduler (tcp://host:8786) instead of a local one")
     p.add_argument("--out", default=DEFAULT_OUT, type=Path,
                    help=f"the results store: per-cell records, checkpoints, explanations (default: {DEFAULT_OUT})")
     p.add_argument("--leaderboards", default=DEFAULT_LEADERBOARDS, type=Path,
@@ -175,7 +183,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         weights = _announce(args, suite, device)
         if weights is None:
             return 0
-        executor = make_executor(args.executor)
+        if args.threads is not None:
+            if args.threads < 1:
+                raise BenchmarkError(f"--threads {args.threads}: use a positive number of torch threads")
+            import torch
+            torch.set_num_threads(args.threads)
+        executor = make_executor(args.executor, workers=args.workers, scheduler=args.scheduler,
+                                 threads=args.threads)
+        held.callback(executor.close)
         if not locked:
             held.enter_context(store_lock(args.out))
         return _run_locked(args, suite, device, executor, t0, weights)

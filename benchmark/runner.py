@@ -8,12 +8,11 @@ import torch
 
 from .cells import EvaluateCell, expand, inapplicable
 from .dataset import notice
-from .evaluation import dataset_provides, run_evaluate_cell
-from .executors import Executor, Outcome, guarded
+from .evaluation import dataset_provides
+from .executors import Executor, Outcome
 from .progress import RunProgress
 from .store import DONE, FAILED, SKIPPED, Store
 from .suites import Suite
-from .training import run_train_cell
 from .workspace import Workspace
 
 
@@ -37,7 +36,7 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
     trains, evals = expand(suite)
     store.record_suite(suite.name, {"suite": suite.name, "suite_file": str(suite.path),
                                     "suite_hash": suite.file_hash(), "seeds": list(suite.seeds),
-                                    "device": str(device),
+                                    "device": str(device), "torch_threads": torch.get_num_threads(),
                                     "train": [c.key for c in trains], "evaluate": [c.key for c in evals]})
     ws = Workspace(store=store, device=device)
     summary = RunSummary()
@@ -57,19 +56,19 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
             summary.failed.append(f"{outcome.record['label']}: {outcome.record.get('reason', 'failed')}")
         report.finish(outcome.key, outcome.record["label"], status, computed=outcome.key in computed)
 
-    def started(cells):
-        for cell in cells:
-            computed.add(cell.key)
+    def started(cell) -> None:
+        computed.add(cell.key)
+        if not executor.remote:  # a cluster's cells start elsewhere: the ETA counts the time between outcomes
             report.start(cell)
-            yield cell
 
     try:
         todo_train = _unfinished(store, trains, summary, report)
         report.plan(todo_train)
         # evaluate cells not finished in the store: the ETA waits for them from the first training on
         report.plan([c for c in evals if (store.status(c.key) or {}).get("status") not in (DONE, SKIPPED)])
-        for outcome in executor.map(lambda c: guarded(lambda cell: run_train_cell(cell, ws, report.update), c),
-                                    started(todo_train)):
+        if executor.remote:  # workers only read the store: the driver renders and caches the data first
+            _prepare_data(ws, suite)
+        for outcome in executor.run("train", todo_train, ws, on_start=started, progress=report.update):
             record(outcome)
 
         retrained = {c.key for c in todo_train}
@@ -85,12 +84,34 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
         will_run = {c.key for c in runnable}
         report.unplan([c.key for c in evals if c.key not in will_run])
         report.plan(runnable)
-        for outcome in executor.map(lambda c: guarded(lambda cell: run_evaluate_cell(cell, ws, report.update), c),
-                                    started(runnable)):
+        for outcome in executor.run("evaluate", runnable, ws, on_start=started, progress=report.update,
+                                    after=_shared_interpreter(runnable)):
             record(outcome)
     finally:
         report.close()
     return summary
+
+
+def _prepare_data(ws: Workspace, suite: Suite) -> None:
+    """Render and cache every split of the suite's generated datasets, so workers find them in the store."""
+    for config in suite.datasets:
+        for split in ("train", "test"):
+            ws.table(config, split)
+
+
+def _shared_interpreter(cells: list[EvaluateCell]):
+    """`after(cell)`: the key of the earlier cell that trains the interpreter this cell shares (the codec is
+    one per dataset and seed), or None; run in parallel, both would train it."""
+    first: dict[str, str] = {}
+    wait: dict[str, str] = {}
+    for cell in cells:
+        if not cell.explainer.plugin.factory.trains:
+            continue
+        if cell.interpreter_key in first:
+            wait[cell.key] = first[cell.interpreter_key]
+        else:
+            first[cell.interpreter_key] = cell.key
+    return lambda cell: wait.get(cell.key)
 
 
 def _unfinished(store: Store, cells: list, summary: RunSummary, report: RunProgress,

@@ -88,7 +88,36 @@ class Exits(Explainer):
         raise SystemExit(3)
 
 
-def run_suite_text(tmp_path, text: str, out: str = "runs", leaderboards: str | None = None):
+def _kill_this_worker() -> None:
+    """SIGKILL the Dask worker process this runs in; refuses anywhere else (the test process)."""
+    import os
+    import signal
+
+    from distributed import get_worker
+    get_worker()  # raises ValueError outside a worker
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@explainers.register("test-kills-worker", summary="engine tests: SIGKILLs the Dask worker that explains", version=1)
+class KillsWorker(Explainer):
+    """`once`: a file path; the first worker to explain creates it and dies, later ones explain (zeros).
+    Empty: every worker dies."""
+
+    def __init__(self, once: str = ""):
+        super().__init__()
+        self.once = once
+
+    def explain(self, detector, batch, *, generator):
+        from pathlib import Path
+        if not self.once or not Path(self.once).exists():
+            if self.once:
+                Path(self.once).touch()
+            _kill_this_worker()
+        return Explanation(attribution=torch.zeros(len(batch), *batch.x.shape[-2:], device=batch.x.device))
+
+
+def run_suite_text(tmp_path, text: str, out: str = "runs", leaderboards: str | None = None,
+                   executor=None):
     """Write suite `text` to `<tmp_path>/<out>.toml`, run it into `<tmp_path>/<out>` on the CPU and publish it into
     `<tmp_path>/<leaderboards>` (default `lb-<out>`): (summary, published folder, suite file)."""
     from benchmark.executors import LocalExecutor
@@ -100,6 +129,6 @@ def run_suite_text(tmp_path, text: str, out: str = "runs", leaderboards: str | N
     path = tmp_path / f"{out}.toml"
     path.write_text(text)
     suite = load_suite(str(path))
-    summary = run_suite(suite, out=tmp_path / out, device=torch.device("cpu"), executor=LocalExecutor(),
+    summary = run_suite(suite, out=tmp_path / out, device=torch.device("cpu"), executor=executor or LocalExecutor(),
                         progress="off")
     return summary, publish(Store(tmp_path / out), suite.name, tmp_path / (leaderboards or f"lb-{out}")), path

@@ -1,0 +1,138 @@
+"""`--executor dask`: cells on a Dask cluster, a `distributed.LocalCluster` by default or an existing one.
+
+Each cell travels as a picklable description (the cell, the store root, the device, torch threads); a worker
+process builds its own `Workspace` over the store once, computes the cell and returns its `Outcome` (rows,
+checkpoint and artefact bytes); the driver records outcomes as they arrive and stays the only writer. The
+driver renders and caches the suite's data before the first cell, train cells run before the evaluate cells
+that need them (the runner's two phases), and an evaluate cell that shares an interpreter (the codec, one
+per dataset and seed) waits for the cell that trains it.
+
+Faults: a worker that dies mid-cell loses that cell, which the scheduler runs once more elsewhere
+(`allowed-failures` 1); a second death records the cell as failed and the suite goes on. Ctrl-C cancels
+every future and closes the cluster; what the driver wrote is whole (each outcome is written atomically),
+so a rerun resumes like the local executor's.
+
+Same tables as `--executor local`: each worker runs one cell at a time (one Dask thread) with `threads`
+torch threads. On a CPU the last digits of a result depend on the torch thread count (parallel reductions
+split their sums by thread: smoke's `ff` moves in the sixth digit between 1 and 2 threads), so the default is
+the count a local run uses (torch's default, the cores), which makes the tables byte-identical to the local
+executor's; that oversubscribes the cores when workers x threads > cores, and the driver says so. For speed,
+give both executors `--threads 1` (or cores // workers): tables then match across executors at that count.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from .dataset import notice
+from .errors import BenchmarkError
+from .executors import Outcome, cell_runner, guarded
+
+# the worker process's workspaces, one per (store root, device): datasets and detectors loaded once
+_WORKSPACES: dict[tuple[str, str], Any] = {}
+
+
+def plugin_modules() -> tuple[str, ...]:
+    """The modules that registered the driver's plugins (built-ins, entry points, a user's own module)."""
+    from .registry import REGISTRIES
+    return tuple(sorted({p.factory.__module__ for r in REGISTRIES.values() for p in r.plugins()}))
+
+
+def run_cell_task(kind: str, cell: Any, root: str, device: str, threads: int,
+                  modules: tuple[str, ...] = ()) -> Outcome:
+    """What a worker runs: one cell against the store at `root` (read only), its outcome returned. `modules`
+    are imported first, so plugins the driver registered outside the entry points exist here too."""
+    import importlib
+
+    import torch
+
+    from .store import Store
+    from .workspace import Workspace
+    for module in modules:
+        importlib.import_module(module)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    ws = _WORKSPACES.get((root, device))
+    if ws is None:
+        ws = _WORKSPACES[(root, device)] = Workspace(store=Store(root), device=torch.device(device))
+    fn = cell_runner(kind)
+    return guarded(lambda c: fn(c, ws, None), cell)
+
+
+class DaskExecutor:
+    remote = True
+
+    def __init__(self, *, workers: int | None = None, scheduler: str | None = None, threads: int | None = None):
+        try:
+            import dask
+            from distributed import Client, LocalCluster
+        except ImportError as exc:
+            raise BenchmarkError("--executor dask needs dask.distributed: pip install -e '.[dist]'") from exc
+        if workers is not None and workers < 1:
+            raise BenchmarkError(f"--workers {workers}: use a positive number of worker processes")
+        self.workers = workers or 2
+        import torch
+        self.threads = threads or torch.get_num_threads()  # what a local run uses: the same tables
+        cores = os.cpu_count() or 1
+        if not scheduler and self.workers * self.threads > cores:
+            notice(f"--executor dask: {self.workers} workers x {self.threads} torch threads exceed this machine's "
+                   f"{cores} cores (the local default, for identical tables); --threads "
+                   f"{max(1, cores // self.workers)} runs them without contention, at that count's rounding")
+        self._cluster = None
+        # a worker that dies running a cell is replaced and the cell tried once more, then it fails; a worker
+        # holds one cell at a time (saturation 1), so its death charges no bystander cell queued on it
+        dask.config.set({"distributed.scheduler.allowed-failures": 1, "distributed.scheduler.worker-saturation": 1.0})
+        if scheduler:
+            try:
+                self.client = Client(scheduler, timeout="30s")
+            except OSError as exc:
+                raise BenchmarkError(f"--scheduler {scheduler}: cannot reach a Dask scheduler there ({exc})") from exc
+        else:
+            self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                         dashboard_address=None, silence_logs=logging.ERROR)
+            self.client = Client(self._cluster)
+
+    def run(self, kind: str, cells: Iterable[Any], ws: Any, *, on_start: Callable[[Any], None],
+            progress: Callable[[str], None] | None = None,
+            after: Callable[[Any], str | None] | None = None) -> Iterator[Outcome]:
+        from distributed import as_completed
+        root, device, modules = str(ws.store.root), str(ws.device), plugin_modules()
+        futures = as_completed()
+        submitted: dict[str, Any] = {}
+        waiting: dict[str, list[Any]] = {}
+
+        def submit(cell: Any) -> None:
+            on_start(cell)
+            future = self.client.submit(run_cell_task, kind, cell, root, device, self.threads, modules,
+                                        key=f"{kind}-{cell.key}", pure=False)
+            submitted[future.key] = cell
+            futures.add(future)
+
+        try:
+            for cell in cells:
+                before = after(cell) if after is not None else None
+                if before is None:
+                    submit(cell)
+                else:
+                    waiting.setdefault(before, []).append(cell)
+            for future in futures:
+                cell = submitted[future.key]
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # the worker died twice (KilledWorker) or the task could not run
+                    outcome = Outcome(cell.key, {**cell.describe(), "status": "failed",
+                                                 "reason": f"{type(exc).__name__}: {exc}".strip()}, None)
+                future.release()
+                yield outcome
+                for later in waiting.pop(cell.key, []):
+                    submit(later)
+        except BaseException:
+            self.client.cancel(list(futures.futures))
+            raise
+
+    def close(self) -> None:
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()

@@ -1,0 +1,66 @@
+"""`--executor dask`: the same tables as the local executor, and a worker killed mid-cell loses that cell only."""
+import pandas as pd
+import pytest
+import torch
+
+pytest.importorskip("distributed")
+
+from benchmark.dask_executor import DaskExecutor  # noqa: E402
+from benchmark.errors import BenchmarkError  # noqa: E402
+from benchmark.executors import make_executor  # noqa: E402
+from tests.engine_plugins import run_suite_text  # noqa: E402
+
+SUITE = """
+name = "t"
+seeds = [0, 1]
+metrics = ["test-band-mass", "relevance_mass_accuracy", "pixel_auroc"]
+[evaluate]
+max_clips = 4
+batch_size = 2
+[datasets.test-blobs]
+[detectors.test-template]
+[explainers.error_map]
+[explainers.saliency]
+[explainers.random]
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    threads = torch.get_num_threads()
+    executor = DaskExecutor(workers=2, threads=1)
+    torch.set_num_threads(1)  # the local runs at the workers' thread count: the same rounding
+    yield executor
+    torch.set_num_threads(threads)
+    executor.close()
+
+
+def test_dask_tables_equal_the_local_executors_byte_for_byte(tmp_path, cluster):
+    local, local_folder, _ = run_suite_text(tmp_path, SUITE, "local")
+    dask, dask_folder, _ = run_suite_text(tmp_path, SUITE, "dask", executor=cluster)
+    assert local.failed == dask.failed == [] and local.done == dask.done == 2 + 6
+    for name in ("leaderboard.csv", "detectors.csv", "localisation.csv"):
+        assert (local_folder / name).read_bytes() == (dask_folder / name).read_bytes(), name
+    lb = pd.read_csv(dask_folder / "leaderboard.csv")
+    assert set(lb.explainer) == {"error_map", "saliency", "random"} and lb["relevance_mass_accuracy.mean"].notna().all()
+
+
+def test_a_killed_worker_loses_only_its_cell_which_is_retried_once(tmp_path, cluster):
+    once = tmp_path / "died-once"
+    text = SUITE.replace("[explainers.random]", f"[explainers.random]\n[explainers.test-kills-worker]\nonce = '{once}'")
+    summary, folder, _ = run_suite_text(tmp_path, text, "once", executor=cluster)
+    assert once.exists() and summary.failed == []  # one worker died; the retry on another finished the cell
+    assert summary.done == 2 + 8
+    text = SUITE.replace("[explainers.random]", "[explainers.random]\n[explainers.test-kills-worker]")
+    summary, folder, _ = run_suite_text(tmp_path, text, "always", executor=cluster)
+    assert len(summary.failed) == 2 and all("test-kills-worker" in f and "KilledWorker" in f for f in summary.failed)
+    assert summary.done == 2 + 6  # every other cell of the suite finished
+    lb = pd.read_csv(folder / "leaderboard.csv")
+    assert lb.set_index("explainer").loc["error_map", "relevance_mass_accuracy.mean"] > 0.5
+
+
+def test_executor_options_are_checked():
+    with pytest.raises(BenchmarkError, match="options of --executor dask"):
+        make_executor("local", workers=2)
+    with pytest.raises(BenchmarkError, match="--workers 0"):
+        make_executor("dask", workers=0)
