@@ -15,13 +15,15 @@ pass does not depend on them. Every shape is warmed up before timing. Run with
 
     pytest tests/benchmarks/test_explainer_throughput.py --benchmark-only --benchmark-enable
 
-and compare `clips_per_s` (from the fastest of 3 rounds) or the `Min` column within a group (one group
+(`AXB_BENCH_DEVICE=cuda` runs them on the GPU: `tools/gpu_check.sh`) and compare `clips_per_s` (from the fastest of 3 rounds) or the `Min` column within a group (one group
 per explainer). On a shared, oversubscribed CPU also set `OMP_WAIT_POLICY=PASSIVE`: spinning OpenMP
 threads otherwise make small-batch passes tens of times slower and the comparison says more about the
 neighbours than about the explainers. Run it alone: beside another job the one-clip pattern suffers
 least and the ratios shrink (2-core VM: 1.4-1.7x under load, 2.3-3.1x idle).
 """
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -34,6 +36,7 @@ from benchmark.types import Batch
 N_CLIPS = 32
 SPEC = preset("dcase")  # 128 x 313
 SAMPLES = 4
+DEVICE = torch.device(os.environ.get("AXB_BENCH_DEVICE", "cpu"))
 ROUNDS = 3  # a shared VM's neighbours make single rounds noisy: compare the minima
 SETTINGS = {  # explainer -> (params, detector passes per clip)
     "saliency": ({}, 1),
@@ -49,7 +52,7 @@ def detector():
     torch.manual_seed(0)
     det = make("detector", "ae")
     det.build(SPEC.grid, 1)
-    return det.eval()
+    return det.to(DEVICE).eval()
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +61,7 @@ def batch() -> Batch:
     smooth = torch.nn.functional.interpolate(torch.randn(N_CLIPS, 1, 16, 40, generator=g), size=SPEC.grid,
                                              mode="bilinear")
     x = -40.0 + 10.0 * smooth
-    return Batch(ids=[str(i) for i in range(N_CLIPS)], x=x, labels=torch.ones(N_CLIPS), meta=[{}] * N_CLIPS)
+    return Batch(ids=[str(i) for i in range(N_CLIPS)], x=x, labels=torch.ones(N_CLIPS), meta=[{}] * N_CLIPS).to(DEVICE)
 
 
 @pytest.fixture(scope="module")
