@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import benchmark.runner as runner_module
+import benchmark.evaluation as evaluation_module
 from benchmark.store import Store
 from tests.engine_plugins import run_suite_text
 
@@ -64,7 +64,7 @@ def test_failing_cells_are_recorded_and_the_run_goes_on(tmp_path):
 def test_interrupted_run_resumes_to_identical_tables(tmp_path, monkeypatch):
     _, clean = run(tmp_path, out="clean")
     calls = {"n": 0}
-    original = runner_module.run_evaluate_cell
+    original = evaluation_module.run_evaluate_cell
 
     def dies_on_second(cell, ws, progress=None):
         calls["n"] += 1
@@ -72,7 +72,7 @@ def test_interrupted_run_resumes_to_identical_tables(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(cell, ws, progress)
 
-    monkeypatch.setattr(runner_module, "run_evaluate_cell", dies_on_second)
+    monkeypatch.setattr(evaluation_module, "run_evaluate_cell", dies_on_second)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path, out="resumed")
     store = Store(tmp_path / "resumed")
@@ -80,7 +80,7 @@ def test_interrupted_run_resumes_to_identical_tables(tmp_path, monkeypatch):
     kinds = sorted(store.status(p.name)["cell"] for p in done)
     # two train cells, the skipped cell and the first evaluate cell with its explain and metric parts survived
     assert kinds == ["evaluate", "evaluate", "explain", "metric", "train", "train"]
-    monkeypatch.setattr(runner_module, "run_evaluate_cell", original)
+    monkeypatch.setattr(evaluation_module, "run_evaluate_cell", original)
     summary, resumed = run(tmp_path, out="resumed")
     assert summary.cached == 4 and summary.done == 2
     assert (clean / "leaderboard.csv").read_bytes() == (resumed / "leaderboard.csv").read_bytes()

@@ -15,7 +15,8 @@ pass does not depend on them. Every shape is warmed up before timing. Run with
 
     pytest tests/benchmarks/test_explainer_throughput.py --benchmark-only --benchmark-enable
 
-(`AXB_BENCH_DEVICE=cuda` runs them on the GPU: `tools/gpu_check.sh`) and compare `clips_per_s` (from the fastest of 3 rounds) or the `Min` column within a group (one group
+(`AXB_BENCH_DEVICE=cuda` runs them on the GPU: `tools/gpu_check.sh`) and compare `clips_per_s` (from
+the fastest of 3 rounds) or the `Min` column within a group (one group
 per explainer). On a shared, oversubscribed CPU also set `OMP_WAIT_POLICY=PASSIVE`: spinning OpenMP
 threads otherwise make small-batch passes tens of times slower and the comparison says more about the
 neighbours than about the explainers. Run it alone: beside another job the one-clip pattern suffers
