@@ -93,10 +93,12 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
 
 
 def _prepare_data(ws: Workspace, suite: Suite) -> None:
-    """Render and cache every split of the suite's generated datasets, so workers find them in the store."""
+    """Render and cache every split of the suite's generated datasets, so workers find them in the store
+    (a dataset read from disk is read by each worker itself)."""
     for config in suite.datasets:
-        for split in ("train", "test"):
-            ws.table(config, split)
+        if getattr(ws.dataset(config), "generated", False):
+            for split in ("train", "test"):
+                ws.table(config, split)
 
 
 def _shared_interpreter(cells: list[EvaluateCell]):
