@@ -123,8 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
     p = sub.add_parser("check", help="conformance checks of registered plugins")
-    p.add_argument("kind", nargs="?", help="explainer or detector (default: all)")
+    p.add_argument("kind", nargs="?", help="dataset, detector, explainer or metric (default: every detector x "
+                   "explainer pair), or a plugin's name")
     p.add_argument("name", nargs="?", help="one plugin (default: all of the kind)")
+    p.add_argument("--detector", help="train only this detector (explainers and metrics are checked on it)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--data-root", help="check dataset: the folder a dataset on disk (dcase, woodplaner) reads")
     return parser
 
 
@@ -340,7 +344,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from .conformance import check
-    ok, report = check(args.kind, args.name)
+    from .workspace import resolve_device
+    ok, report = check(args.kind, args.name, device=str(resolve_device(args.device)), detector=args.detector,
+                       data_root=args.data_root)
     print(report)
     return 0 if ok else 1
 

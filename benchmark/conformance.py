@@ -1,8 +1,10 @@
-"""Conformance checks of registered detectors and explainers on tiny self-made data.
+"""Conformance checks of registered plugins of all four kinds on tiny self-made data.
 
-`python -m benchmark check [explainer|detector] [NAME]` trains every registered detector for one
-epoch on a few synthetic 0.5-s clips (128x16 on the dcase grid) and runs every applicable explainer on
-a small batch. What an adapter must satisfy:
+`python -m benchmark check [dataset|detector|explainer|metric] [NAME] [--detector D] [--device cpu|cuda]`
+trains the registered detectors (or only `--detector D`) for one epoch on a few synthetic 0.5-s clips
+(128x16 on the dcase grid) and runs every applicable explainer on a small batch; `check metric` computes
+each metric on a `dense_ae` map; `check dataset` reads the first clips of each split (`--data-root` for
+data on disk). What an adapter must satisfy:
 
 - detector: scores `[B]`, finite and differentiable in x; `reference(x)` shaped like x; a
   `state_dict` round trip reproduces the scores (the engine caches detectors that way).
@@ -11,6 +13,11 @@ a small batch. What an adapter must satisfy:
   gradient left on the detector's parameters; the detector's weights, buffers and train/eval modes
   unchanged; pass counts finite and non-negative; `audio` `[B, N]` and `mask` `[B, F, T]` in [0, 1]
   where returned.
+- metric: a declared family and a boolean direction; per parameter `[B]` finite values and a `[B]` chance
+  level (or none) on the clips it scores (truth-carrying clips for truth metrics); the same values for the
+  same generator seed unless declared `stochastic`.
+- dataset: unique ids, labels 0 / 1 / None, no anomalous training clip, waveforms `[N]` at the grid's rate
+  or features on the grid, bool time-frequency masks on the grid, events inside the clip.
 
 A pair whose explainer needs what the detector or data lacks is skipped with the reason. Plugins
 may declare `test_params={...}` in their registration: small settings used only here.
@@ -261,17 +268,142 @@ def check_pair(detector: str, det: Detector, explainer: str, data: ConformanceDa
     return Outcome(detector, explainer, "FAIL" if problems else "ok", "; ".join(problems), time.monotonic() - t0)
 
 
+METRIC_DETECTOR = "dense_ae"  # the cheapest detector: metrics are checked on its maps
+# explainers tried in order for a metric's explanation, the first one whose output meets the metric's needs
+METRIC_EXPLAINERS = ("saliency", "error_map", "lmac", "encodec_latent")
+FAMILIES = ("faithfulness", "deletion", "localisation", "temporal", "sanity", "robustness", "complexity", "lmac",
+            "synthesis", "audio_quality")
+DATASET_CLIPS = 6  # clips per split a dataset check reads
+
+
+_EXPLANATIONS: dict[str, tuple[Detector, Explainer, Explanation]] = {}  # the last detector's, per explainer
+
+
+def _explained(ex: str, det: Detector, data: ConformanceData, batch: Batch) -> tuple[Explainer, Explanation]:
+    """Explainer `ex` (trained where it learns) and its map of the batch, computed once per detector."""
+    cached = _EXPLANATIONS.get(ex)
+    if cached is None or cached[0] is not det:
+        explainer = registry("explainer").make(ex, **check_params(registry("explainer").get(ex)))
+        explainer.bind(data.spec, det.tau.device)
+        if explainer.trains:
+            explainer.fit(det, data.train, seed=0, budget=BUDGET)
+        cached = _EXPLANATIONS[ex] = (det, explainer,
+                                      explainer.explain(det, batch, generator=torch.Generator().manual_seed(0)))
+    return cached[1], cached[2]
+
+
+def metric_problems(name: str, det: Detector, data: ConformanceData) -> tuple[str, list[str]]:
+    """Metric `name` on an explanation of the conformance batch: (the explainer used, problems). A metric
+    returns `[B]` finite values per parameter and a chance level `[B]` (or none), gives the same values for
+    the same generator seed, and declares its family and direction with the right types."""
+    from .explain_step import metric_needs_unmet
+    from .metrics.context import MetricContext, MetricResult
+    plugin = registry("metric").get(name)
+    problems = []
+    family, direction = plugin.extra.get("family"), plugin.extra.get("higher_is_better")
+    if family not in FAMILIES:
+        problems.append(f"family={family!r}; declare one of {', '.join(FAMILIES)} in the registration")
+    if not isinstance(direction, bool):
+        problems.append(f"higher_is_better={direction!r}; declare True or False in the registration")
+    device = det.tau.device
+    batch = data.batch.to(device)
+    capabilities = registry("detector").get(METRIC_DETECTOR).capabilities
+    reason = "no explainer"
+    for ex in METRIC_EXPLAINERS:
+        explainer, expl = _explained(ex, det, data, batch)
+        reason = metric_needs_unmet(plugin.needs, DATA_PROVIDES, expl, capabilities)
+        if reason is None:
+            break
+    if reason is not None:
+        return "-", [f"no conformance explainer meets its needs ({reason})"]
+
+    from .evaluation import TRUTH_NEEDS
+    rows = torch.nonzero(batch.has_truth.cpu()).flatten() if plugin.needs & TRUTH_NEEDS else torch.arange(len(batch))
+
+    def compute() -> MetricResult:
+        with torch.no_grad():
+            scores = det.score(batch.x)
+        ctx = MetricContext(batch=batch, explanation=expl, detector=det, spec=data.spec, scores=scores,
+                            explain=lambda d, b: explainer.explain(d, b, generator=torch.Generator().manual_seed(0)),
+                            generator=torch.Generator().manual_seed(0)).subset(rows)  # as the evaluate cell does
+        ctx.generator = torch.Generator().manual_seed(0)
+        seed_everything(0)
+        return plugin.factory(ctx, **check_params(plugin))
+
+    first = compute()
+    if not isinstance(first, MetricResult) or not first.values:
+        return ex, problems + [f"returned {type(first).__name__} without values; want a MetricResult"]
+    b = len(rows)
+    for param, v in first.values.items():
+        if not isinstance(v, torch.Tensor) or tuple(v.shape) != (b,):
+            problems.append(f"[{param}] has shape {tuple(getattr(v, 'shape', ()))}, want ({b},)")
+        elif not torch.isfinite(v).all():
+            problems.append(f"[{param}] has non-finite values")
+        chance = first.chance.get(param) if isinstance(first.chance, dict) else first.chance
+        if chance is not None and tuple(chance.shape) != (b,):
+            problems.append(f"[{param}] chance has shape {tuple(chance.shape)}, want ({b},) or None")
+    again = compute()
+    if not problems and not plugin.extra.get("stochastic") and any(
+            not torch.equal(v, again.values[k]) for k, v in first.values.items()):
+        problems.append("two runs with the same generator seed differ (draw randomness from ctx.generator only)")
+    return ex, problems
+
+
+def reads_from_disk(name: str) -> bool:
+    """True for a dataset whose constructor requires `data_root` (real data on disk)."""
+    import inspect
+    param = inspect.signature(registry("dataset").get(name).factory).parameters.get("data_root")
+    return param is not None and param.default is inspect.Parameter.empty
+
+
+def dataset_problems(name: str, data_root: str | None = None) -> tuple[str, list[str]]:
+    """The first clips of each split of dataset `name` against the `Clip` contract: (counts, problems)."""
+    plugin = registry("dataset").get(name)
+    params = check_params(plugin) | ({"data_root": data_root} if data_root and reads_from_disk(name) else {})
+    dataset: Dataset = registry("dataset").make(name, **params)
+    spec = dataset.spec
+    problems, seen, counts = [], set(), {}
+    for split in ("train", "test"):
+        clips = []
+        for clip in dataset.clips(split):
+            clips.append(clip)
+            if len(clips) >= DATASET_CLIPS:
+                break
+        counts[split] = len(clips)
+        if not clips:
+            problems.append(f"split {split!r} yields no clips")
+        for c in clips:
+            where = f"{split} clip {c.id!r}"
+            if c.id in seen:
+                problems.append(f"{where}: id repeated")
+            seen.add(c.id)
+            if c.label not in (0, 1, None):
+                problems.append(f"{where}: label {c.label!r}, want 0, 1 or None")
+            if c.waveform is None and c.features is None:
+                problems.append(f"{where}: neither waveform nor features")
+            if c.waveform is not None and (c.waveform.dim() != 1 or c.sample_rate != spec.sample_rate):
+                problems.append(f"{where}: waveform {tuple(c.waveform.shape)} at {c.sample_rate} Hz, want [N] at "
+                                f"{spec.sample_rate} Hz")
+            if c.features is not None and tuple(c.features.shape) != tuple(spec.grid):
+                problems.append(f"{where}: features {tuple(c.features.shape)}, want {tuple(spec.grid)}")
+            if c.tf_mask is not None and (tuple(c.tf_mask.shape) != tuple(spec.grid) or c.tf_mask.dtype != torch.bool):
+                problems.append(f"{where}: tf_mask {tuple(c.tf_mask.shape)} {c.tf_mask.dtype}, want bool {spec.grid}")
+            duration = spec.n_samples / spec.sample_rate
+            for e in c.events:
+                if not 0 <= e.onset_s < e.offset_s <= duration + 1e-6:
+                    problems.append(f"{where}: event {e.onset_s:.3f}-{e.offset_s:.3f} s outside 0-{duration:.3f} s")
+            if split == "train" and c.label == 1:
+                problems.append(f"{where}: an anomalous training clip (detectors learn normal clips only)")
+    return ", ".join(f"{k} {v}" for k, v in counts.items()), problems
+
+
 def selection(kind: str | None, name: str | None) -> tuple[list[str], list[str]]:
     """The detectors and explainers `check KIND NAME` covers: a detector with every explainer, an
     explainer on every detector, all of a kind, everything (no kind), or a bare plugin name."""
     detectors, explainers = registry("detector").names(), registry("explainer").names()
     if kind is None:
         return detectors, explainers
-    if kind not in set(KINDS) | {k + "s" for k in KINDS} and name is None:
-        kind, name = _kind_of(kind), kind  # `check NAME`: the plugin's kind is looked up
     key = registry(kind).kind
-    if key not in ("detector", "explainer"):
-        raise BenchmarkError(f"check: conformance checks cover detectors and explainers, not {kind!r}")
     if name is not None:
         registry(key).get(name)  # unknown names fail with did-you-mean
     if key == "detector":
@@ -280,18 +412,55 @@ def selection(kind: str | None, name: str | None) -> tuple[list[str], list[str]]
 
 
 def _kind_of(name: str) -> str:
-    for kind in ("explainer", "detector"):
+    import difflib
+    for kind in KINDS:
         if name in registry(kind).names():
             return kind
-    registry("explainer").get(name)  # raises with did-you-mean suggestions
-    return "explainer"
+    known = [*KINDS, *(n for k in KINDS for n in registry(k).names())]
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    raise BenchmarkError(f"check: {name!r} is neither a plugin kind ({', '.join(KINDS)}) nor a registered plugin{hint}")
 
 
-def check(kind: str | None = None, name: str | None = None, device: str = "cpu") -> tuple[bool, str]:
-    """Conformance of the selected plugins: `(all passed, report)`, one line per detector and pair."""
-    detectors, explainers = selection(kind, name)
-    data = conformance_data()
+def check(kind: str | None = None, name: str | None = None, device: str = "cpu",
+          detector: str | None = None, data_root: str | None = None) -> tuple[bool, str]:
+    """Conformance of the selected plugins: `(all passed, report)`, one line per plugin and pair. `kind` is
+    dataset, detector, explainer or metric (or a bare plugin name); `detector` narrows the detectors trained."""
+    if kind is not None and kind not in set(KINDS) | {k + "s" for k in KINDS} and name is None:
+        kind, name = _kind_of(kind), kind  # `check NAME`: the plugin's kind is looked up
+    key = registry(kind).kind if kind is not None else None
+    if detector is not None:
+        registry("detector").get(detector)
     outcomes: list[Outcome] = []
+    if key == "dataset":
+        for d in [name] if name else registry("dataset").names():
+            t0 = time.monotonic()
+            if reads_from_disk(d) and not data_root:
+                outcomes.append(Outcome(d, None, "skip", "reads data from disk: pass --data-root DIR"))
+                continue
+            try:
+                counts, problems = dataset_problems(d, data_root)
+            except Exception as exc:
+                counts, problems = "", [f"raised {type(exc).__name__}: {exc}"]
+            outcomes.append(Outcome(d, None, "FAIL" if problems else "ok", "; ".join(problems) or counts,
+                                    time.monotonic() - t0))
+        return _report(outcomes)
+    data = conformance_data()
+    if key == "metric":
+        det_name = detector or METRIC_DETECTOR
+        det = trained_detector(det_name, data, device)
+        for m in [name] if name else registry("metric").names():
+            t1 = time.monotonic()
+            try:
+                used, problems = metric_problems(m, det, data)
+            except Exception as exc:
+                used, problems = "-", [f"raised {type(exc).__name__}: {exc}"]
+            outcomes.append(Outcome(m, None, "FAIL" if problems else "ok",
+                                    "; ".join(problems) or f"on {det_name} x {used}", time.monotonic() - t1))
+        return _report(outcomes)
+    detectors, explainers = selection(key, name)
+    if detector is not None:
+        detectors = [detector]
     for d in detectors:
         t0 = time.monotonic()
         try:
@@ -303,6 +472,10 @@ def check(kind: str | None = None, name: str | None = None, device: str = "cpu")
         if det is None:
             continue
         outcomes.extend(check_pair(d, det, e, data) for e in explainers)
+    return _report(outcomes)
+
+
+def _report(outcomes: list[Outcome]) -> tuple[bool, str]:
     counts = {s: sum(o.status == s for o in outcomes) for s in ("ok", "skip", "FAIL")}
     summary = f"{counts['ok']} passed, {counts['skip']} skipped, {counts['FAIL']} failed"
     return counts["FAIL"] == 0, "\n".join([o.line() for o in outcomes] + [summary])

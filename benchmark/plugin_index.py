@@ -19,7 +19,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from .registry import CODE_ROOT, ENTRY_POINT_GROUP, KINDS, _relative_name, local_sources
+from .registry import BUILTIN_ENTRY_POINTS, CODE_ROOT, ENTRY_POINT_GROUP, KINDS, _relative_name, local_sources
 
 INDEX_FILE = Path(__file__).with_name("plugin_index.json")
 PLUGIN_PACKAGES = ("adapters", "benchmark/metrics")
@@ -47,8 +47,8 @@ def build_listing() -> dict[str, list[dict[str, Any]]]:
 
 def listing() -> dict[str, list[dict[str, Any]]]:
     """Every registered plugin's description by kind: from the index when it matches the code, else built."""
-    if any(True for _ in entry_points(group=ENTRY_POINT_GROUP)):
-        return build_listing()
+    if any(ep.name not in BUILTIN_ENTRY_POINTS for ep in entry_points(group=ENTRY_POINT_GROUP)):
+        return build_listing()  # a third-party package: its plugins are not in the index
     digest = sources_digest()
     for path in (INDEX_FILE, _user_index(digest)):
         stored = _read(path)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import difflib
-import importlib
 import inspect
 import sys
 from collections.abc import Callable
@@ -239,15 +238,26 @@ REGISTRIES = {"dataset": datasets, "detector": detectors, "explainer": explainer
 _loaded = False
 
 
+BUILTIN_ENTRY_POINTS = {"builtin-metrics": "benchmark.metrics", "builtin-adapters": "adapters"}
+
+
 def load_plugins() -> None:
-    """Import the built-in adapters and every entry point of ``benchmark.adapters`` once."""
+    """Import every module of the ``benchmark.adapters`` entry points once: the built-ins (this project's own
+    entry points, first) and then third-party packages in name order. The engine names no plugin module."""
     global _loaded
     if _loaded:
         return
     _loaded = True
-    importlib.import_module("benchmark.metrics")
-    importlib.import_module("adapters")
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    points = sorted(entry_points(group=ENTRY_POINT_GROUP),
+                    key=lambda ep: (ep.name not in BUILTIN_ENTRY_POINTS, ep.name))
+    missing = sorted(set(BUILTIN_ENTRY_POINTS) - {ep.name for ep in points})
+    if missing:
+        raise BenchmarkError(f"the built-in plugins' entry points ({', '.join(missing)}) are not installed: "
+                             "install the project (pip install -e .) so that its metadata lists them")
+    for ep in points:
+        if ep.name in BUILTIN_ENTRY_POINTS:
+            ep.load()  # a broken built-in is a broken install: let it raise
+            continue
         try:
             ep.load()
         except Exception as exc:  # a broken third-party package must not hide the built-ins

@@ -134,8 +134,13 @@ def test_check_runs_a_selection_and_summarises(monkeypatch):
     assert not ok and lines[-1] == "2 passed, 1 skipped, 1 failed"
 
 
-def test_check_finds_a_plugin_by_bare_name_and_suggests_close_names():
-    assert conformance.selection("energy", None) == (registry("detector").names(), ["energy"])
+def test_check_finds_a_plugin_by_bare_name_and_suggests_close_names(monkeypatch):
+    seen = []
+    monkeypatch.setattr(conformance, "selection", lambda kind, name: seen.append((kind, name)) or ([], []))
+    conformance.check("energy")
+    assert seen == [("explainer", "energy")]
+    monkeypatch.undo()
+    assert conformance.selection("explainer", "energy") == (registry("detector").names(), ["energy"])
     assert conformance.selection("detectors", "ae") == (["ae"], registry("explainer").names())
     with pytest.raises(UnknownPluginError, match="did you mean 'saliency'"):
         conformance.selection("explainer", "salency")
@@ -152,3 +157,53 @@ def test_the_documented_example_adapter_conforms(data, trained, monkeypatch):
         if detector in _names("detector"):
             outcome = conformance.check_pair(detector, trained(detector), name, data)
             assert outcome.status == "ok", outcome.detail
+
+
+# --- metrics and datasets: the same registry-parametrized sweep --------------------------------------
+
+@pytest.mark.parametrize("metric", _names("metric"))
+def test_metric_conforms(metric, data, trained):
+    used, problems = conformance.metric_problems(metric, trained(conformance.METRIC_DETECTOR), data)
+    assert problems == [], f"{metric} on {used}: {problems}"
+
+
+@pytest.mark.parametrize("dataset", [n for n in _names("dataset") if not conformance.reads_from_disk(n)])
+def test_generated_dataset_conforms(dataset):
+    counts, problems = conformance.dataset_problems(dataset)
+    assert problems == [] and counts == f"train {conformance.DATASET_CLIPS}, test {conformance.DATASET_CLIPS}"
+
+
+def test_checker_reports_a_broken_metric_and_a_broken_dataset(data, trained, monkeypatch):
+    from benchmark.dataset import Dataset
+    from benchmark.metrics.context import MetricResult
+    from benchmark.registry import datasets, metrics
+    from benchmark.types import Clip
+
+    @metrics.register("test-wrong-shape", summary="returns [B, 2]", version=1, family="localisation",
+                      higher_is_better="yes")
+    def wrong_shape(ctx):
+        return MetricResult(values={"": torch.zeros(len(ctx.batch), 2)})
+
+    @datasets.register("test-anomalous-train", summary="labels a training clip anomalous", version=1)
+    class AnomalousTrain(Dataset):
+        spec = conformance.SPEC
+
+        def clips(self, split):
+            for i in range(2):
+                yield Clip(id=f"m/{i}", split=split, label=1, sample_rate=self.spec.sample_rate,
+                           waveform=torch.zeros(self.spec.n_samples))
+
+    _, problems = conformance.metric_problems("test-wrong-shape", trained("dense_ae"), data)
+    assert "higher_is_better='yes'" in problems[0] and "has shape (3, 2), want (3,)" in problems[1]
+    _, problems = conformance.dataset_problems("test-anomalous-train")
+    assert any("anomalous training clip" in p for p in problems) and any("id repeated" in p for p in problems)
+
+
+def test_check_of_one_explainer_trains_only_the_named_detector():
+    ok, report = conformance.check("explainer", "energy", detector="dense_ae")
+    assert ok and [line.split(" (")[0] for line in report.splitlines()[:-1]] == ["ok   dense_ae",
+                                                                               "ok   dense_ae x energy"]
+    ok, report = conformance.check("dataset", "dcase")
+    assert ok and report.startswith("skip dcase") and "reads data from disk" in report
+    with pytest.raises(Exception, match="neither a plugin kind"):
+        conformance.check("datset")

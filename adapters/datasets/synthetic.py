@@ -27,6 +27,7 @@ _DEFAULTS = {"seed": 0, "size": "quick", "difficulty": "recipe", "recipe": None}
     version=1,
     capabilities=_TRUTH,
     defaults=_DEFAULTS,
+    test_params={"size": "tiny"},
     layout="dcase",
 )
 class SyntheticMachines(SyntheticDataset):
@@ -101,6 +102,7 @@ class SyntheticMachines(SyntheticDataset):
     version=1,
     capabilities=_TRUTH,
     defaults=_DEFAULTS,
+    test_params={"size": "tiny"},
     layout="planer",
 )
 class SyntheticPlaner(SyntheticDataset):
