@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from . import figures
+from .claims import claims_table, score_correlation
 from .errors import BenchmarkError
 from .integrity import folder_digests
 from .publish_cache import FigureCache
@@ -641,6 +642,26 @@ def _rank_blocks(ranks: pd.DataFrame, families: list[str]) -> list[Block]:
             Block("table", table=Table(["dataset", "detector", "explainer", "detector flag", *columns], rows))]
 
 
+def _claims_blocks(claims: pd.DataFrame, correlation: pd.DataFrame, alpha: float) -> list[Block]:
+    """The source papers' claims with this board's verdicts (claims.csv), and the AE-MAE score correlation."""
+    blocks = [Block("h2", "Claims of the source papers"),
+              Block("p", f"Each headline claim tested on this board's per-clip values (detector claims over seeds): "
+                         f"reproduced / contradicted when the one-sided paired Wilcoxon test in either direction "
+                         f"gives p < {alpha}; otherwise not resolved at this n, or not testable here with the "
+                         f"reason (claims.csv, with the mean paired difference and its 95 % bootstrap CI).")]
+    if not correlation.empty:
+        text = "; ".join(f"{r.dataset} {r.spearman:.3f} (n = {r.n})" for r in correlation.itertuples())
+        blocks.append(Block("p", f"AE-MAE correlation of test anomaly scores (Spearman, clip x seed): {text}. Near 1 "
+                                 f"the two detectors rank the clips alike, and their explanations cannot differ much."))
+    rows = [[r.claim, r.dataset, r.detector, r.paper, r.ours or "–",
+             "–" if not np.isfinite(r.difference) else f"{r.difference:+.3f} [{fmt(r.ci_low)}, {fmt(r.ci_high)}]",
+             str(r.n), fmt(r.p), r.verdict + (f" ({r.reason})" if r.reason else "")] for r in claims.itertuples()]
+    if rows:
+        blocks.append(Block("table", table=Table(["claim", "dataset", "detector", "paper", "ours",
+                                                  "difference [95 % CI]", "n", "p", "verdict"], rows)))
+    return blocks
+
+
 def _degenerate_blocks(degenerate: pd.DataFrame) -> list[Block]:
     """The columns left out of ranks, Borda and agreement, each with its reason (degenerate.csv)."""
     if degenerate.empty:
@@ -782,6 +803,8 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     leaderboard = leaderboard.copy()  # one block: the wide table is built column by column
+    claims = claims_table(leaderboard, rows, alpha)  # detector claims need the test scores
+    correlation = score_correlation(rows)
     rows = rows[rows["metric"] != "anomaly_score"]
     metas = {m: metric_meta(m) for m in sorted({split_column(c)[0] for c in metric_columns(leaderboard)})}
     aucs = detector_auc(detectors)
@@ -810,6 +833,7 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     atomic_write_bytes(folder / "neighbours.csv", csv_bytes(tests))
     atomic_write_bytes(folder / "controls.csv", csv_bytes(controls))
     atomic_write_bytes(folder / "agreement.csv", csv_bytes(agreement))
+    atomic_write_bytes(folder / "claims.csv", csv_bytes(claims))
 
     _stage(stages, "figures and audio")
     cells = example_folders(store, manifest)
@@ -819,7 +843,7 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
 
     rel = lambda p: p.relative_to(folder).as_posix()  # noqa: E731
     files = [*LEAD_FILES, *(f"{f}.csv" for f in tables), "ranks.csv", "neighbours.csv", "controls.csv",
-             "agreement.csv", "degenerate.csv"]
+             "agreement.csv", "degenerate.csv", "claims.csv"]
     files = [n for n in files if (folder / n).is_file()] + ["manifest.json"]
     blocks = [Block("h1", f"audio-xai-bench — suite '{suite_name}'"),
               Block("p", f"Explainers × detectors × datasets. Each metric cell: mean [95 % bootstrap CI over "
@@ -833,7 +857,7 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
         blocks += _family_blocks(family, by_family[family], leaderboard, ranks, tests, controls, aucs, min_auc,
                                  alpha)
         blocks += [Block("img", f"{family} bar chart", src=rel(p)) for p in pics.bars.get(family, [])]
-    blocks += _degenerate_blocks(degenerate)
+    blocks += _degenerate_blocks(degenerate) + _claims_blocks(claims, correlation, alpha)
     blocks += _picture_blocks(pics, rel) + _audio_blocks(audio) + _cost_blocks(records) + _status_blocks(records)
     _stage(stages, "page and manifest")
     blocks = with_contents(blocks)

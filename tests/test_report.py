@@ -145,7 +145,7 @@ def published(tmp_path_factory, report_metrics):
 def test_every_file_exists(published):
     out, _ = published
     for name in ["README.md", "index.html", "manifest.json", "ranks.csv", "neighbours.csv", "controls.csv",
-                 "agreement.csv", "degenerate.csv", *FAMILY_COLUMNS]:
+                 "agreement.csv", "degenerate.csv", "claims.csv", *FAMILY_COLUMNS]:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert not (out / "other.csv").exists() and not (out / "temporal.csv").exists()
 
@@ -237,7 +237,7 @@ def test_manifest_records_provenance(published):
 def test_csvs_are_byte_identical_across_publishes(published):
     out, again = published
     names = sorted(p.name for p in out.glob("*.csv"))
-    assert names == sorted(p.name for p in again.glob("*.csv")) and len(names) == 8
+    assert names == sorted(p.name for p in again.glob("*.csv")) and len(names) == 9 and "claims.csv" in names
     for name in names:
         assert (out / name).read_bytes() == (again / name).read_bytes(), name
 
