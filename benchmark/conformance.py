@@ -194,14 +194,20 @@ def explanation_problems(expl: object, batch: Batch) -> list[str]:
     return problems
 
 
+def prepared_explainer(name: str, det: Detector, data: ConformanceData) -> Explainer:
+    """Explainer `name` with its check settings, bound to the detector's device, trained where it learns."""
+    explainer: Explainer = registry("explainer").make(name, **check_params(registry("explainer").get(name)))
+    explainer.bind(data.spec, det.tau.device)
+    if explainer.trains:
+        explainer.fit(det, data.train, seed=0, budget=BUDGET)
+    return explainer
+
+
 def explainer_problems(name: str, det: Detector, data: ConformanceData) -> list[str]:
     """Run explainer `name` twice (same seed) on the trained detector; what breaks the protocol."""
     plugin = registry("explainer").get(name)
     device = det.tau.device
-    explainer: Explainer = registry("explainer").make(name, **check_params(plugin))
-    explainer.bind(data.spec, device)
-    if explainer.trains:
-        explainer.fit(det, data.train, seed=0, budget=BUDGET)
+    explainer = prepared_explainer(name, det, data)
     for p in det.parameters():
         p.grad = None
     weights, modes = _snapshot(det)
@@ -283,10 +289,7 @@ def _explained(ex: str, det: Detector, data: ConformanceData, batch: Batch) -> t
     """Explainer `ex` (trained where it learns) and its map of the batch, computed once per detector."""
     cached = _EXPLANATIONS.get(ex)
     if cached is None or cached[0] is not det:
-        explainer = registry("explainer").make(ex, **check_params(registry("explainer").get(ex)))
-        explainer.bind(data.spec, det.tau.device)
-        if explainer.trains:
-            explainer.fit(det, data.train, seed=0, budget=BUDGET)
+        explainer = prepared_explainer(ex, det, data)
         cached = _EXPLANATIONS[ex] = (det, explainer,
                                       explainer.explain(det, batch, generator=torch.Generator().manual_seed(0)))
     return cached[1], cached[2]
