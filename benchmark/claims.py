@@ -98,12 +98,13 @@ def claims_table(leaderboard: pd.DataFrame, rows: pd.DataFrame, alpha: float = 0
     def clips(dataset: str, detector: str, explainer: str, metric: str, param: str) -> pd.Series | None:
         return values.of((dataset, detector, metric), explainer, param)
 
-    def present(dataset: str, detector: str | None = None, explainer: str | None = None) -> str:
+    def present(dataset: str, detector: str, explainer: str | None = None) -> str:
+        """Why the board lacks `detector` (or `explainer` on it) for `dataset`; empty when both ran."""
         g = leaderboard[leaderboard.dataset == dataset]
-        if detector is not None and detector not in set(g.detector):
+        if detector not in set(g.detector):
             return f"detector {detector} is not in this suite"
-        if explainer is not None and explainer not in set(g.explainer):
-            return f"explainer {explainer} is not in this suite"
+        if explainer is not None and explainer not in set(g[g.detector == detector].explainer):
+            return f"explainer {explainer} did not run on {detector} in this suite"
         return ""
 
     def add(claim: str, source: str, paper: str, dataset: str, detector: str, test: str, c: Comparison) -> None:
@@ -155,10 +156,9 @@ def claims_table(leaderboard: pd.DataFrame, rows: pd.DataFrame, alpha: float = 0
             "one-sided paired Wilcoxon over detector seeds (test AUC)",
             Comparison(a, b, "ae", "mae", missing or ("" if a is not None and b is not None else "no test scores")))
         for det in sorted(set(leaderboard[leaderboard.dataset == dataset].detector)):
-            missing = present(dataset, det, "lmac_td") or present(dataset, det, "lmac")
-            if missing and not set(leaderboard[(leaderboard.dataset == dataset) & (leaderboard.detector == det)]
-                                   .explainer) & {"lmac_td", "lmac"}:
+            if present(dataset, det, "lmac_td") and present(dataset, det, "lmac"):
                 continue  # neither interpreter on this detector: no row
+            missing = present(dataset, det, "lmac_td") or present(dataset, det, "lmac")
             comp = Comparison(None, None, "lmac_td", "lmac", missing) if missing else Comparison(
                 clips(dataset, det, "lmac_td", "si_sdr", ""), clips(dataset, det, "lmac", "si_sdr", ""),
                 "lmac_td", "lmac")
