@@ -46,11 +46,11 @@ class TrainCell:
 
     @property
     def label(self) -> str:
-        return f"train {self.dataset.name} / {self.detector.name} / seed {self.seed}"
+        return f"train {self.dataset.label} / {self.detector.name} / seed {self.seed}"
 
     def describe(self) -> dict[str, Any]:
         """The identifying fields every record of this cell carries."""
-        return {"cell": "train", "label": self.label, "dataset": self.dataset.name, "detector": self.detector.name,
+        return {"cell": "train", "label": self.label, "dataset": self.dataset.label, "detector": self.detector.name,
                 "seed": self.seed}
 
 
@@ -92,11 +92,11 @@ class EvaluateCell:
     @property
     def label(self) -> str:
         t = self.train
-        return f"evaluate {t.dataset.name} / {t.detector.name} / {self.explainer.name} / seed {t.seed}"
+        return f"evaluate {t.dataset.label} / {t.detector.name} / {self.explainer.name} / seed {t.seed}"
 
     def describe(self) -> dict[str, Any]:
         t = self.train
-        return {"cell": "evaluate", "label": self.label, "dataset": t.dataset.name, "detector": t.detector.name,
+        return {"cell": "evaluate", "label": self.label, "dataset": t.dataset.label, "detector": t.detector.name,
                 "explainer": self.explainer.name, "seed": t.seed, "train_key": t.key,
                 "interpreter_key": self.interpreter_key, "explain_key": self.explain_key}
 
@@ -122,14 +122,20 @@ def inapplicable(explainer: PluginConfig, detector: PluginConfig, dataset_caps: 
 
 
 def expand(suite: Suite) -> tuple[list[TrainCell], list[EvaluateCell]]:
-    """Every (dataset, detector, seed) train cell and every (…, explainer) evaluate cell, in suite order."""
+    """Every (dataset, detector, seed) train cell and every (…, explainer) evaluate cell, in suite order; a
+    dataset variant with `only_detectors` trains only those, a `train_only` one (the filter sweep) explains
+    nothing."""
     trains, evals = [], []
     evaluate = tuple(sorted(suite.evaluate.items()))
     for ds in suite.datasets:
         for det in suite.detectors:
+            if ds.only_detectors is not None and det.name not in ds.only_detectors:
+                continue
             for seed in suite.seeds:
                 t = TrainCell(ds, det, seed)
                 trains.append(t)
+                if ds.train_only:
+                    continue
                 evals.extend(EvaluateCell(t, ex, suite.metrics, evaluate) for ex in suite.explainers
                              if ex.only_detectors is None or det.name in ex.only_detectors)
     return trains, evals

@@ -289,13 +289,12 @@ def _suite_name(suite_file: Path) -> str:
 def _with_data_root(suite, data_root: str):
     from dataclasses import replace
 
-    from .suites import PluginConfig
     datasets = []
     for ds in suite.datasets:
         params = dict(ds.params)
         if "data_root" in _factory_params(ds):
             params["data_root"] = data_root
-        datasets.append(PluginConfig(ds.kind, ds.name, params, ds.budget))
+        datasets.append(replace(ds, params=params))
     return replace(suite, datasets=tuple(datasets))
 
 

@@ -78,7 +78,7 @@ def check(dataset: str, data_root: str) -> str:
         raise DataError(f"{data_root}: no clips found for {dataset}; point --data-root at the dataset's folder")
     spec = ds.spec
     lines = [
-        f"{dataset} at {data_root}: {total} clips read and valid, grid {spec.n_mels}x{spec.n_frames} "
+        f"{dataset} at {data_root}: {total} clips read and valid, grid {spec.n_bins}x{spec.n_frames} "
         f"({spec.sample_rate} Hz, {spec.duration_s:g} s clips), {'waveforms' if ds.has_waveforms else 'features only'}",
         f"ground truth: {', '.join(sorted(ds.truth)) or 'none'}; {with_events} clips with events ({n_events} events), "
         f"{with_mask} with a tf_mask",

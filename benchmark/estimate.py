@@ -73,21 +73,22 @@ def dataset_counts(config) -> dict[str, int]:
     out = dict(DEFAULT_COUNTS)
     if counts:
         out.update(counts)
-    out["frames"] = int(dataset.spec.n_frames)
+    from .variants import variant_spec
+    out["frames"] = int(variant_spec(dataset.spec, dict(config.variant)).n_frames)
     return out
 
 
 def estimate_suite(suite: Suite, ref: dict[str, Any] | None = None) -> Estimate:
     ref = ref or reference()
     trains, evals = expand(suite)
-    counts = {ds.name: dataset_counts(ds) for ds in suite.datasets}
+    counts = {ds.label: dataset_counts(ds) for ds in suite.datasets}
     est = Estimate()
     for cell in trains:
-        est.seconds[cell.key] = _train_seconds(cell, counts[cell.dataset.name], ref, est.unpriced)
+        est.seconds[cell.key] = _train_seconds(cell, counts[cell.dataset.label], ref, est.unpriced)
         est.by_kind["train"] = est.by_kind.get("train", 0.0) + est.seconds[cell.key]
     fitted: set[str] = set()
     for cell in evals:
-        n = counts[cell.train.dataset.name]
+        n = counts[cell.train.dataset.label]
         seconds = _evaluate_seconds(cell, n, ref, est.unpriced)
         est.by_kind["evaluate"] = est.by_kind.get("evaluate", 0.0) + seconds
         if cell.explainer.plugin.factory.trains and cell.interpreter_key not in fitted:
@@ -148,7 +149,7 @@ def build_reference(cost_csv: Path, suite: Suite) -> dict[str, Any]:
     """Rates from a measured cost.csv of `suite` (per-cell wall seconds; detector epochs as run)."""
     import pandas as pd
     cost = pd.read_csv(cost_csv)
-    frames = {ds.name: dataset_counts(ds)["frames"] for ds in suite.datasets}
+    frames = {ds.label: dataset_counts(ds)["frames"] for ds in suite.datasets}
     train = cost[cost.cell == "train"]
     units = train.epochs * train.n_train * train.dataset.map(frames)
     rates_train = (train.wall_s.groupby(train.detector).sum() / units.groupby(train.detector).sum()).to_dict()

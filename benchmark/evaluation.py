@@ -104,7 +104,7 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
     live = stored is None or any(needs_live(cell.metrics[i].plugin.needs, live_only) for i in pending)
     explainer = _Explainer(cell, ws, detector, dataset.spec)
 
-    ident = dict(dataset=cell.train.dataset.name, detector=cell.train.detector.name, seed=seed,
+    ident = dict(dataset=cell.train.dataset.label, detector=cell.train.detector.name, seed=seed,
                  explainer=cell.explainer.name)
     new_rows: dict[int, list[dict[str, Any]]] = {i: [] for i in pending}
     skipped: dict[int, str] = {}
@@ -165,6 +165,7 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
         parts.append(Outcome(cell.explain_key, {
             "cell": "explain", "label": f"explain {cell.label.removeprefix('evaluate ')}", "status": DONE,
             "live_only": list(part.live_only), "fit_log": fit_log, "explain_key": cell.explain_key,
+            "clip_ids": [test.ids[i] for i in chosen.tolist()],
             "cost": {"explain_s": explain_s, "n_clips": len(chosen), "explainer_forward": explainer_passes[0] / n,
                      "explainer_backward": explainer_passes[1] / n}}, None,
             files={explain_part: part.to_bytes(), **examples, **interpreter_files}, uses=uses))

@@ -61,8 +61,8 @@ def spec_for(checkpoint: dict[str, Any]) -> FeatureSpec:
     else:
         base = preset("planer" if n_mels == PLANER_MELS else "dcase")
         spec = base.with_duration((n_frames - 1) * base.hop_length / base.sample_rate)
-    if spec.n_mels != n_mels:
-        raise BenchmarkError(f"checkpoint grid has {n_mels} mel bands but its feature spec {spec.n_mels}: "
+    if spec.n_bins != n_mels:
+        raise BenchmarkError(f"checkpoint grid has {n_mels} frequency rows but its feature spec {spec.n_bins}: "
                              f"the checkpoint is inconsistent; retrain the detector")
     return spec
 

@@ -166,7 +166,7 @@ def example_files(store: Store, cell: EvaluateCell, batch: Batch, expl: Explanat
     """A few clips per cell for the gallery: log-mel, attribution and truth (npz), explanation audio (wav), as
     store-relative path -> bytes for the driver to write."""
     t = cell.train
-    folder = store.examples_relpath(cell.explain_key, t.dataset.name, t.detector.name,
+    folder = store.examples_relpath(cell.explain_key, t.dataset.label, t.detector.name,
                                     f"{cell.explainer.name}-s{t.seed}")
     files: dict[str, bytes] = {}
     for i in range(min(count, len(batch))):

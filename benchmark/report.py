@@ -674,6 +674,54 @@ def _degenerate_blocks(degenerate: pd.DataFrame) -> list[Block]:
             Block("table", table=Table(["dataset", "detector", "column", "explainers", "reason"], rows))]
 
 
+def frequency_tables(detectors: pd.DataFrame, records: list[dict], scores: pd.DataFrame, store: Store,
+                     bands: bool) -> dict[str, pd.DataFrame]:
+    """The frequency study's CSVs that this suite's results support (none for a suite without its parts);
+    `scores`: the test clips' anomaly-score rows (their machine, section and label); `bands`: the suite ran
+    the band metrics, so its explanations are profiled per band."""
+    from .frequency_study import band_profiles, feature_table, sweep_table
+    made = {"filter_sweep": sweep_table(detectors, records), "stft_vs_mel": feature_table(detectors),
+            "band_profiles": band_profiles(store, records, scores) if bands else None}
+    return {name: table for name, table in made.items() if table is not None and not table.empty}
+
+
+def frequency_figures(tables: dict[str, pd.DataFrame], folder: Path) -> dict[str, list[Path]]:
+    from .frequency_study import band_heatmaps, sweep_figure
+    return {"filter_sweep": sweep_figure(tables["filter_sweep"], folder) if "filter_sweep" in tables else [],
+            "band_profiles": band_heatmaps(tables["band_profiles"], folder) if "band_profiles" in tables else []}
+
+
+def _frequency_blocks(tables: dict[str, pd.DataFrame], pics: dict[str, list[Path]], rel) -> list[Block]:
+    if not tables:
+        return []
+    blocks = [Block("h2", "Frequency study"),
+              Block("p", "After the DCASE 2022 SLIME paper: which frequency bands the detectors rely on. Band "
+                         "metrics (band_mass_spearman: rank correlation of each band's share of positive relevance "
+                         "with the truth mask's share, chance 0; band_top_hit: the most relevant band holds the most "
+                         "truth, chance = tied top bands / 8) are in the localisation table; below, the filter "
+                         "sweep, STFT vs mel input and the median band profiles.")]
+    sweep = tables.get("filter_sweep")
+    if sweep is not None:
+        pooled = sweep[sweep["machine"] == "all"]
+        rows = [[r["dataset"], r["detector"], r["filter"], fmt(r["cutoff_hz"]), fmt(r["auc"]), fmt(r["unfiltered_auc"]),
+                 fmt(r["aux_accuracy"])] for _, r in pooled.iterrows()]
+        blocks += [Block("h3", "Filter sweep (detectors re-trained per cutoff; filter_sweep.csv has every section)"),
+                   Block("table", table=Table(["dataset", "detector", "filter", "cutoff Hz", "AUC", "unfiltered AUC",
+                                               "aux. accuracy"], rows))]
+        blocks += [Block("img", "AUC versus filter cutoff", src=rel(p)) for p in pics.get("filter_sweep", [])]
+    features = tables.get("stft_vs_mel")
+    if features is not None:
+        rows = [[r["dataset"], r["detector"], r["machine"], r["section"], fmt(r["auc_mel"]), fmt(r["auc_stft"]),
+                 fmt(r["auc_gain_stft"])] for _, r in features.iterrows()]
+        blocks += [Block("h3", "STFT (25 ms / 10 ms) vs mel input"),
+                   Block("table", table=Table(["dataset", "detector", "machine", "section", "AUC mel", "AUC STFT",
+                                               "STFT − mel"], rows))]
+    if "band_profiles" in tables:
+        blocks += [Block("h3", "Median band profiles per machine × section × condition (band_profiles.csv)")]
+        blocks += [Block("img", "band heatmap", src=rel(p)) for p in pics.get("band_profiles", [])]
+    return blocks
+
+
 def _detector_blocks(detectors: pd.DataFrame, aucs: dict, min_auc: float) -> list[Block]:
     blocks = [Block("h2", "Detectors"),
               Block("p", f"Pooled test AUC per dataset × detector (machine 'all'); detectors below AUC {min_auc} "
@@ -805,6 +853,7 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     leaderboard = leaderboard.copy()  # one block: the wide table is built column by column
     claims = claims_table(leaderboard, rows, alpha)  # detector claims need the test scores
     correlation = score_correlation(rows)
+    scores = rows[rows["metric"] == "anomaly_score"]  # every test clip's machine, section and label
     rows = rows[rows["metric"] != "anomaly_score"]
     metas = {m: metric_meta(m) for m in sorted({split_column(c)[0] for c in metric_columns(leaderboard)})}
     aucs = detector_auc(detectors)
@@ -835,7 +884,12 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     atomic_write_bytes(folder / "agreement.csv", csv_bytes(agreement))
     atomic_write_bytes(folder / "claims.csv", csv_bytes(claims))
 
+    frequency = frequency_tables(detectors, records, scores, store, "band_mass_spearman" in set(rows["metric"]))
+    for name, table in frequency.items():
+        atomic_write_bytes(folder / f"{name}.csv", csv_bytes(table))
+
     _stage(stages, "figures and audio")
+    frequency_pics = frequency_figures(frequency, folder / "figures")
     cells = example_folders(store, manifest)
     pics = _write_figures(folder, leaderboard, metas, by_family, agreement, cells, aucs, min_auc,
                           FigureCache(store.root))
@@ -843,7 +897,7 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
 
     rel = lambda p: p.relative_to(folder).as_posix()  # noqa: E731
     files = [*LEAD_FILES, *(f"{f}.csv" for f in tables), "ranks.csv", "neighbours.csv", "controls.csv",
-             "agreement.csv", "degenerate.csv", "claims.csv"]
+             "agreement.csv", "degenerate.csv", "claims.csv", *(f"{n}.csv" for n in frequency)]
     files = [n for n in files if (folder / n).is_file()] + ["manifest.json"]
     blocks = [Block("h1", f"audio-xai-bench — suite '{suite_name}'"),
               Block("p", f"Explainers × detectors × datasets. Each metric cell: mean [95 % bootstrap CI over "
@@ -858,6 +912,7 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
                                  alpha)
         blocks += [Block("img", f"{family} bar chart", src=rel(p)) for p in pics.bars.get(family, [])]
     blocks += _degenerate_blocks(degenerate) + _claims_blocks(claims, correlation, alpha)
+    blocks += _frequency_blocks(frequency, frequency_pics, rel)
     blocks += _picture_blocks(pics, rel) + _audio_blocks(audio) + _cost_blocks(records) + _status_blocks(records)
     _stage(stages, "page and manifest")
     blocks = with_contents(blocks)

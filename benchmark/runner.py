@@ -96,7 +96,8 @@ def _prepare_data(ws: Workspace, suite: Suite) -> None:
     """Render and cache every split of the suite's generated datasets, so workers find them in the store
     (a dataset read from disk is read by each worker itself)."""
     for config in suite.datasets:
-        if getattr(ws.dataset(config), "generated", False):
+        # a variant is derived from its base dataset's tables in each process (filtering is cheap, rendering not)
+        if not config.variant and getattr(ws.dataset(config), "generated", False):
             for split in ("train", "test"):
                 ws.table(config, split)
 

@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # the detector module imports torch; `run` replays without it
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "tasks" / "suites"
 TOP_KEYS = {"name", "description", "seeds", "metrics", "metric_params", "metric_clips", "evaluate", "datasets",
-            "detectors", "explainers"}
+            "detectors", "explainers", "filter_sweep", "variants"}
 EVALUATE_KEYS = {"clips": "anomalous", "max_clips": 32, "batch_size": 16, "examples": 2}
 EVALUATE_LEAST = {"max_clips": 1, "batch_size": 1, "examples": 0}
 
@@ -62,6 +62,20 @@ class PluginConfig:
     only_detectors: tuple[str, ...] | None = None
     # a metric computed on a seeded subset of this many of the cell's clips (`[metric_clips]`); None = all
     max_clips: int | None = None
+    # a dataset variant (`[filter_sweep]`, `[[variants]]`): how its waveforms or features are changed, as sorted
+    # (key, value) pairs (see `benchmark/variants.py`); () = the dataset as its plugin makes it
+    variant: tuple[tuple[str, Any], ...] = ()
+    # a dataset variant that only trains and scores its detectors (no explanations): the filter sweep
+    train_only: bool = False
+
+    @property
+    def label(self) -> str:
+        """The name tables and records show: the plugin's, with the variant after a dot
+        (`synthetic-machines.lowpass-400hz`)."""
+        if not self.variant:
+            return self.name
+        from .variants import variant_suffix
+        return f"{self.name}.{variant_suffix(dict(self.variant))}"
 
     @property
     def plugin(self) -> Plugin:
@@ -81,6 +95,8 @@ class PluginConfig:
             out["budget"] = vars(self.budget)
         if self.max_clips is not None:
             out["max_clips"] = self.max_clips
+        if self.variant:
+            out["variant"] = dict(self.variant)
         return out
 
 
@@ -145,10 +161,13 @@ def load_suite(suite: str) -> Suite:
         if not _is_int(evaluate[key]) or evaluate[key] < least:
             raise BenchmarkError(f"suite file '{path}': [evaluate] {key} must be an integer >= {least}, "
                                  f"got {evaluate[key]!r}")
+    datasets = _configs("dataset", raw["datasets"], path, trained=False)
+    detectors = _configs("detector", raw["detectors"], path, trained=True)
+    from .variants import suite_variants
+    datasets += suite_variants(raw.get("filter_sweep"), raw.get("variants"), datasets, detectors, path)
     return Suite(
         name=name, path=path, seeds=tuple(seeds),
-        datasets=tuple(_configs("dataset", raw["datasets"], path, trained=False)),
-        detectors=tuple(_configs("detector", raw["detectors"], path, trained=True)),
+        datasets=tuple(datasets), detectors=tuple(detectors),
         explainers=tuple(_configs("explainer", raw["explainers"], path, trained=True)),
         metrics=tuple(_metric_configs(raw.get("metrics", "all"), raw.get("metric_params", {}),
                                       raw.get("metric_clips", {}), path)),
@@ -274,8 +293,9 @@ def _value_kind(value: Any) -> str | None:
 def check_datasets(suite: Suite) -> None:
     """Build every dataset of the suite once (its plan only, no audio): a size it does not know, a bad
     difficulty or a missing data root is rejected before any cell runs."""
+    from .variants import with_variant
     for ds in suite.datasets:
-        registry("dataset").make(ds.name, **ds.params)
+        with_variant(registry("dataset").make(ds.name, **ds.params), ds)
 
 
 def narrow(suite: Suite, *, datasets: list[str] | None = None, detectors: list[str] | None = None,

@@ -35,7 +35,7 @@ def run_train_cell(cell: TrainCell, ws: Workspace, progress: Callable[[str], Non
     test = ws.table(cell.dataset, "test")
     normal = train.where(train.labels == 0)
     if len(normal) < 2:
-        raise CellFailure(f"dataset {cell.dataset.name} has {len(normal)} normal training clips; need at least 2")
+        raise CellFailure(f"dataset {cell.dataset.label} has {len(normal)} normal training clips; need at least 2")
     groups, classes = group_index(normal.meta)
     seed_everything(cell.seed)
     order = torch.randperm(len(normal), generator=torch.Generator().manual_seed(cell.seed))
@@ -59,7 +59,7 @@ def run_train_cell(cell: TrainCell, ws: Workspace, progress: Callable[[str], Non
     checkpoint = checkpoint_bytes({"state": det.state_dict(), "grid": list(grid), "n_groups": len(classes),
                                    "classes": classes, "log": log, "detector": cell.detector.name,
                                    "params": cell.detector.params, "spec": ws.dataset(cell.dataset).spec.to_dict()})
-    rows = clip_rows(test, range(len(test)), dataset=cell.dataset.name, detector=cell.detector.name,
+    rows = clip_rows(test, range(len(test)), dataset=cell.dataset.label, detector=cell.detector.name,
                      seed=cell.seed, explainer="-")
     for r, s in zip(rows, test_scores.tolist(), strict=True):
         r.update(metric="anomaly_score", param="", value=float(s), chance=float("nan"))

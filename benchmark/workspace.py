@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,11 @@ def group_index(meta: list[dict[str, Any]]) -> tuple[torch.Tensor, list[str]]:
     return torch.tensor([lookup[n] for n in names], dtype=torch.long), classes
 
 
+def _ident(config: PluginConfig) -> str:
+    return json.dumps({"name": config.name, "params": config.params, "variant": config.variant}, sort_keys=True,
+                      default=str)
+
+
 @dataclass
 class Workspace:
     store: Store
@@ -56,16 +61,26 @@ class Workspace:
     _detectors: dict[str, Detector] = field(default_factory=dict)
 
     def dataset(self, config: PluginConfig) -> Dataset:
-        ident = json.dumps({"name": config.name, "params": config.params}, sort_keys=True, default=str)
+        ident = _ident(config)
         if ident not in self._datasets:
-            self._datasets[ident] = registry("dataset").make(config.name, **config.params)
+            from .variants import with_variant
+            base = replace(config, variant=())
+            if base.variant != config.variant:
+                self._datasets[ident] = with_variant(self.dataset(base), config)
+            else:
+                self._datasets[ident] = registry("dataset").make(config.name, **config.params)
         return self._datasets[ident]
 
     def table(self, config: PluginConfig, split: str) -> ClipTable:
-        ident = json.dumps({"name": config.name, "params": config.params}, sort_keys=True, default=str)
+        """A split, stacked once per process; a variant's from its base dataset's (rendered or read once)."""
+        ident = _ident(config)
         if (ident, split) not in self._tables:
-            from .data_cache import cached_table
-            self._tables[(ident, split)] = cached_table(self.store, config, self.dataset(config), split)
+            if config.variant:
+                base = self.table(replace(config, variant=()), split)
+                self._tables[(ident, split)] = self.dataset(config).table(base)
+            else:
+                from .data_cache import cached_table
+                self._tables[(ident, split)] = cached_table(self.store, config, self.dataset(config), split)
         return self._tables[(ident, split)]
 
     def detector(self, train_key: str, config: PluginConfig) -> Detector:

@@ -224,7 +224,7 @@ class SyntheticDataset(Dataset):
         jitter = float(self.recipe.get("level_jitter_db", 0.0))
         gain = 10.0 ** ((float(self.recipe["level_dbfs"]) + rng.uniform(-jitter, jitter)) / 20.0) / rms(twin)
         twin_pcm = quantise(gain * twin)
-        grid = (self.spec.n_mels, self.spec.frames_for(self.spec.n_samples))
+        grid = (self.spec.n_bins, self.spec.frames_for(self.spec.n_samples))
         meta = {"machine": plan.machine, "section": f"{plan.section:02d}", "domain": plan.domain,
                 "attributes": dict(plan.attributes)}
         if plan.label == 0:

@@ -180,7 +180,7 @@ class DCASE(Dataset):
             wave = read_wav(f.path, spec.sample_rate, spec.win_length, self.notices)
             mask, events = None, ()
             if self.truth and (f.split == "test" and f.label is not None or self._truth_path(f).is_file()):
-                mask, events = read_truth(self._truth_path(f), spec.n_mels, wave.shape[0] / spec.sample_rate)
+                mask, events = read_truth(self._truth_path(f), spec.n_bins, wave.shape[0] / spec.sample_rate)
                 if f.label == 0 and (events or mask.any()):
                     raise DataError(f"{self._truth_path(f)}: a normal clip with anomaly ground truth; "
                                     "regenerate ground_truth/")

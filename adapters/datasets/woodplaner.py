@@ -127,7 +127,7 @@ class WoodPlaner(Dataset):
         if ".wav" in f.sources:
             frames, rate = audio_frames(f.sources[".wav"])
             return round(frames / rate, 2)
-        x = read_features(f.sources[".pt"], spec.n_mels)
+        x = read_features(f.sources[".pt"], spec.n_bins)
         return (x.shape[1] - 1) * spec.hop_length / spec.sample_rate
 
     # ----------------------------------------------------------------------------------- annotations
@@ -186,7 +186,7 @@ class WoodPlaner(Dataset):
         for f in self.files:
             if f.split != split:
                 continue
-            features = read_features(f.sources[".pt"], spec.n_mels) if ".pt" in f.sources else None
+            features = read_features(f.sources[".pt"], spec.n_bins) if ".pt" in f.sources else None
             wave = read_wav(f.sources[".wav"], spec.sample_rate, spec.win_length, self.notices) \
                 if ".wav" in f.sources else None
             events = self.events.get(f.id, ())
@@ -202,7 +202,7 @@ class WoodPlaner(Dataset):
         path = self.truth_dir / f"{f.id}.npz"
         if "tf_mask" not in self.truth or not path.is_file():
             return None
-        mask, _ = read_truth(path, self.spec.n_mels, self.spec.duration_s)
+        mask, _ = read_truth(path, self.spec.n_bins, self.spec.duration_s)
         if f.label == 0 and mask.any():
             raise DataError(f"{path}: a normal clip with anomaly ground truth; regenerate ground_truth/")
         return mask

@@ -298,8 +298,26 @@ class ASTKNN(Detector):
 
         optimizer = torch.optim.AdamW(classifier.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         # train_epochs draws batches from these index tensors; loss_fn looks the clips and groups up
-        return train_epochs(classifier, loss_fn, torch.arange(len(train)), torch.arange(len(train), len(clips)),
+        info = train_epochs(classifier, loss_fn, torch.arange(len(train)), torch.arange(len(train), len(clips)),
                             optimizer=optimizer, scheduler=None, budget=budget, seed=seed, progress=progress)
+        info["val_accuracy"] = self._auxiliary_accuracy(val, val_groups, budget.batch_size)
+        return info
+
+    def _auxiliary_accuracy(self, clips: torch.Tensor, groups: torch.Tensor, batch_size: int) -> float:
+        """Share of the validation clips (every mel-shift view) whose machine/section (and shift) class the
+        trained head predicts: the auxiliary task's accuracy, as the frequency study plots it per cutoff."""
+        device = self.tau.device
+        was_training = self.training
+        self.eval()
+        correct = 0
+        with torch.no_grad():
+            for i in range(0, len(clips), batch_size):
+                x, y = clips[i:i + batch_size].to(device), groups[i:i + batch_size].long().to(device)
+                for j, shift in enumerate(self.mel_shifts):
+                    predicted = self.head(self.embed(shift_mels(x, shift))).argmax(dim=-1)
+                    correct += int((predicted == y * len(self.mel_shifts) + j).sum())
+        self.train(was_training)
+        return correct / max(1, len(clips) * len(self.mel_shifts))
 
     def _fill_bank(self, train: torch.Tensor, batch_size: int) -> None:
         device = self.tau.device

@@ -24,7 +24,10 @@ def mel_to_stft_bins(spec: FeatureSpec) -> torch.Tensor:
     """`[n_fft // 2 + 1, F]`: each STFT bin's mel-band weights, normalised to sum to one.
 
     A bin no mel filter covers (DC, or outside f_min..f_max) takes the bands of its nearest covered bin.
+    On an stft grid the rows are the STFT bins themselves: the identity.
     """
+    if spec.kind == "stft":
+        return torch.eye(spec.n_bins)
     fb = LogMel(spec).mel.mel_scale.fb.double()                     # [n_freq, F]
     total = fb.sum(dim=1)
     covered = torch.nonzero(total > 0).flatten()

@@ -168,7 +168,7 @@ class LMACTD(TrainedInterpreter):
         return 16 if torch.device(device).type == "cuda" else 2
 
     def build_network(self, hidden_channels: list[int]) -> nn.Module:
-        return TimeDomainInterpreter(hidden_channels, self.spec.n_mels, alpha=self.alpha,
+        return TimeDomainInterpreter(hidden_channels, self.spec.n_bins, alpha=self.alpha,
                                      hidden_width=self.hidden_width, **self.sizes)
 
     def loss_terms(self, detector: Detector, w: torch.Tensor, w_in: torch.Tensor, w_out: torch.Tensor,

@@ -7,6 +7,7 @@ clip `[B]`, or `[P, B]` / `[K, B]` for per-percentile / per-step metrics.
 from __future__ import annotations
 
 from . import audio_quality, synthesis  # noqa: F401  (they register the listenable-explanation metrics)
+from .bands import band_mass, band_mass_spearman, band_share, band_top_hit, band_top_hit_chance  # noqa: F401
 from .complexity import complexity, sparseness
 from .deletion import deletion_auc, insertion_auc, perturbation_curves
 from .faithfulness import ff, ff_norm, ff_segment
