@@ -68,7 +68,9 @@ def test_labels_round_trip():
     plain = parse_label("synthetic-machines")
     assert (plain["base"], plain["features"], plain["filter"]) == ("synthetic-machines", "mel", "")
     assert math.isnan(plain["cutoff_hz"])
-    assert sweep_cutoffs({}, "here") == [400.0 * k for k in range(1, 21)]  # 400 Hz ... 8 kHz by 400 Hz
+    assert sweep_cutoffs({}, "here") == [400.0 * k for k in range(1, 20)]  # 400 Hz ... 7.6 kHz by 400 Hz
+    assert sweep_cutoffs({"cutoff_min_hz": 1000, "cutoff_max_hz": 2000, "cutoff_step_hz": 500}, "") == [
+        1000.0, 1500.0, 2000.0]
 
 
 def test_variant_table_equals_the_variant_clips(tiny_machines, tiny_machines_test):
@@ -168,3 +170,25 @@ def test_check_datasets_rejects_a_cutoff_above_nyquist(tmp_path):
     suite = load_suite(write_suite(tmp_path, "[filter_sweep]\ncutoffs_hz = [9000]"))
     with pytest.raises(BenchmarkError, match="9000 Hz is not below the Nyquist"):
         check_datasets(suite)
+
+
+def test_the_dcase_frequency_suite_reads_a_data_root(tiny_machines_on_disk):
+    """`frequency-dcase` loads with --data-root: 19 cutoffs x 2 filters, and its variants read the DCASE files."""
+    from dataclasses import replace
+
+    from benchmark.registry import registry
+    from benchmark.workspace import Workspace
+    suite = load_suite("frequency-dcase")
+    swept = [d for d in suite.datasets if "filter" in dict(d.variant)]
+    assert len(swept) == 2 * 19
+    assert (swept[0].label, swept[18].label) == ("dcase.lowpass-400hz", "dcase.lowpass-7600hz")
+    config = replace(swept[3], params={**swept[3].params, "data_root": str(tiny_machines_on_disk)})
+    ws = Workspace(store=None, device=torch.device("cpu"))
+    dataset = ws.dataset(config)
+    assert isinstance(dataset, VariantDataset)
+    table = ws.table(config, "test")
+    base = load_table(registry("dataset").make("dcase", data_root=str(tiny_machines_on_disk)), "test")
+    assert table.ids == base.ids and table.x.shape == base.x.shape and torch.equal(table.tf_mask, base.tf_mask)
+    # 1600 Hz low-pass: the top mel bands lose tens of dB
+    high = dataset.spec.band_edges_hz()[:, 0] > 2400
+    assert (base.x[:, 0, high] - table.x[:, 0, high]).mean() > 20
