@@ -20,6 +20,10 @@ A suite file::
     [explainers.error_map]                   # explainer params; `budget` for trained interpreters,
     detectors = ["ae"]                       # `detectors` to run it on only these (default: all)
 
+`include = "quick"` (a suite name or a path) extends another suite: its tables merge key by key under this
+file's. `explainers = "all"` (or `detectors = "all"`) takes every registered plugin with its defaults.
+`[filter_sweep]` and `[[variants]]` add filtered or STFT copies of a dataset (`benchmark/variants.py`).
+
 Validation happens before anything is written: unknown plugins (with did-you-mean), unknown keys,
 parameters a plugin does not take, and malformed TOML all raise `BenchmarkError`.
 """
@@ -40,8 +44,8 @@ if TYPE_CHECKING:  # the detector module imports torch; `run` replays without it
     from .detector import Budget
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "tasks" / "suites"
-TOP_KEYS = {"name", "description", "seeds", "metrics", "metric_params", "metric_clips", "evaluate", "datasets",
-            "detectors", "explainers", "filter_sweep", "variants"}
+TOP_KEYS = {"name", "description", "include", "seeds", "metrics", "metric_params", "metric_clips", "evaluate",
+            "datasets", "detectors", "explainers", "filter_sweep", "variants"}
 EVALUATE_KEYS = {"clips": "anomalous", "max_clips": 32, "batch_size": 16, "examples": 2}
 EVALUATE_LEAST = {"max_clips": 1, "batch_size": 1, "examples": 0}
 
@@ -110,9 +114,13 @@ class Suite:
     explainers: tuple[PluginConfig, ...]
     metrics: tuple[PluginConfig, ...]
     evaluate: dict[str, Any]
+    # the files the suite was read from: its own, then the suites it includes
+    files: tuple[Path, ...] = ()
 
     def file_hash(self) -> str:
-        return sha256(self.path.read_bytes()).hexdigest()[:16]
+        if len(self.files) <= 1:
+            return sha256(self.path.read_bytes()).hexdigest()[:16]
+        return sha256(b"\0".join(f.read_bytes() for f in self.files)).hexdigest()[:16]
 
 
 def suite_path(suite: str) -> Path:
@@ -130,8 +138,7 @@ def suite_path(suite: str) -> Path:
     return path
 
 
-def load_suite(suite: str) -> Suite:
-    path = suite_path(suite)
+def _read(path: Path) -> dict[str, Any]:
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
@@ -140,6 +147,50 @@ def load_suite(suite: str) -> Suite:
     if unknown:
         raise BenchmarkError(f"suite file '{path}': unknown key(s) {', '.join(sorted(unknown))}; "
                              f"allowed: {', '.join(sorted(TOP_KEYS))}")
+    return raw
+
+
+def _merged(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """`own` over `base`: tables merge key by key (recursively), any other value of `own` replaces."""
+    out = dict(base)
+    for key, value in own.items():
+        out[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
+            else value
+    return out
+
+
+def _with_includes(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any], tuple[Path, ...]]:
+    """The suite's raw table with its `include`d suite (a name or a path, itself possibly including one) merged
+    under it, and every file read. The included suite's name and description are not inherited."""
+    raw = _read(path)
+    files = (*seen, path.resolve())
+    if "include" not in raw:
+        return raw, files
+    include = raw.pop("include")
+    if not isinstance(include, str):
+        raise BenchmarkError(f"suite file '{path}': include must be a suite name or a path to a .toml file")
+    base_path = suite_path(include) if Path(include).is_absolute() or not (path.parent / include).is_file() \
+        else path.parent / include
+    if base_path.resolve() in files:
+        raise BenchmarkError(f"suite file '{path}': include {include!r} includes itself (an include circle)")
+    base, files = _with_includes(base_path, files)
+    for key in ("name", "description"):
+        base.pop(key, None)
+    return _merged(base, raw), files
+
+
+def _all(kind: str, value: Any) -> Any:
+    """`explainers = "all"` (or detectors): every registered plugin with its default parameters."""
+    if value == "all":
+        return {n: {} for n in registry(kind).names()}
+    return value
+
+
+def load_suite(suite: str) -> Suite:
+    path = suite_path(suite)
+    raw, files = _with_includes(path)
+    raw["explainers"] = _all("explainer", raw.get("explainers"))
+    raw["detectors"] = _all("detector", raw.get("detectors"))
     for key in ("datasets", "detectors", "explainers"):
         if not isinstance(raw.get(key), dict) or not raw[key]:
             raise BenchmarkError(f"suite file '{path}' needs a non-empty [{key}.NAME] table")
@@ -171,7 +222,7 @@ def load_suite(suite: str) -> Suite:
         explainers=tuple(_configs("explainer", raw["explainers"], path, trained=True)),
         metrics=tuple(_metric_configs(raw.get("metrics", "all"), raw.get("metric_params", {}),
                                       raw.get("metric_clips", {}), path)),
-        evaluate=evaluate,
+        evaluate=evaluate, files=files,
     )
 
 
@@ -321,7 +372,7 @@ def narrow(suite: Suite, *, datasets: list[str] | None = None, detectors: list[s
         datasets=keep("dataset", suite.datasets, datasets),
         detectors=keep("detector", suite.detectors, detectors),
         explainers=keep("explainer", suite.explainers, explainers),
-        metrics=suite.metrics, evaluate=suite.evaluate,
+        metrics=suite.metrics, evaluate=suite.evaluate, files=suite.files,
     )
 
 

@@ -5,7 +5,9 @@ Plugins named 'test-*' are the engine's deliberately broken fixtures and are lef
 """
 from __future__ import annotations
 
+import importlib
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -207,3 +209,31 @@ def test_check_of_one_explainer_trains_only_the_named_detector():
     assert ok and report.startswith("skip dcase") and "reads data from disk" in report
     with pytest.raises(Exception, match="neither a plugin kind"):
         conformance.check("datset")
+
+
+def test_the_docs_suite_includes_starter_and_adds_the_example(tmp_path, monkeypatch):
+    """The adding-an-explainer doc's suite: starter's cells (same keys) plus the new explainer on dense_ae."""
+    from benchmark.cells import expand
+    from benchmark.suites import load_suite
+    text = DOC.read_text()
+    block = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.setattr(explainers, "_plugins", dict(explainers._plugins))
+    # a module with a file, as a user's package has: cell keys hash the plugin's source
+    (tmp_path / "docs_suite_example.py").write_text(block)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "docs_suite_example", raising=False)
+    importlib.import_module("docs_suite_example")
+    suite_text = re.search(r"```toml\n(# my-study.toml.*?)```", text, re.S).group(1)
+    (tmp_path / "my-study.toml").write_text(suite_text)
+    mine, starter = load_suite(str(tmp_path / "my-study.toml")), load_suite("starter")
+    assert mine.name == "my-study" and mine.seeds == starter.seeds and mine.evaluate == starter.evaluate
+    assert [e.name for e in mine.explainers] == [e.name for e in starter.explainers] + ["input_x_gradient"]
+    assert mine.explainers[-1].params == {"absolute": True} and mine.explainers[-1].only_detectors == ("dense_ae",)
+    trains, evals = expand(mine)
+    base_trains, base_evals = expand(starter)
+    assert [t.key for t in trains] == [t.key for t in base_trains]
+    assert {e.key for e in base_evals} < {e.key for e in evals}
+    assert {e.label for e in evals} - {e.label for e in base_evals} == {
+        f"evaluate {t.dataset.label} / dense_ae / input_x_gradient / seed {t.seed}" for t in base_trains
+        if t.detector.name == "dense_ae"}
+    assert mine.file_hash() != starter.file_hash() and len(mine.files) == 2

@@ -192,3 +192,23 @@ def test_the_dcase_frequency_suite_reads_a_data_root(tiny_machines_on_disk):
     # 1600 Hz low-pass: the top mel bands lose tens of dB
     high = dataset.spec.band_edges_hz()[:, 0] > 2400
     assert (base.x[:, 0, high] - table.x[:, 0, high]).mean() > 20
+
+
+def test_include_merges_tables_and_rejects_a_circle(tmp_path):
+    (tmp_path / "base.toml").write_text('name = "base"\nseeds = [0, 1]\n[evaluate]\nmax_clips = 4\nbatch_size = 2\n'
+                                        '[datasets.synthetic-machines]\nsize = "tiny"\n[detectors.dense_ae]\n'
+                                        '[explainers.random]\n')
+    (tmp_path / "top.toml").write_text('include = "base.toml"\nseeds = [3]\nexplainers = "all"\n'
+                                       '[evaluate]\nmax_clips = 6\n')
+    suite = load_suite(str(tmp_path / "top.toml"))
+    assert suite.name == "top" and suite.seeds == (3,)
+    assert suite.evaluate["max_clips"] == 6 and suite.evaluate["batch_size"] == 2  # merged key by key
+    from benchmark.registry import registry
+    assert [e.name for e in suite.explainers] == registry("explainer").names()
+    (tmp_path / "a.toml").write_text('include = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('include = "a.toml"\n')
+    with pytest.raises(BenchmarkError, match="include circle"):
+        load_suite(str(tmp_path / "a.toml"))
+    (tmp_path / "c.toml").write_text('include = 3\n')
+    with pytest.raises(BenchmarkError, match="include must be a suite name"):
+        load_suite(str(tmp_path / "c.toml"))
