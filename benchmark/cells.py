@@ -121,6 +121,15 @@ def inapplicable(explainer: PluginConfig, detector: PluginConfig, dataset_caps: 
     return None
 
 
+def _clips_of(explainer: PluginConfig, settings: dict[str, Any], default: tuple[tuple[str, Any], ...]
+              ) -> tuple[tuple[str, Any], ...]:
+    """The `[evaluate]` settings of an explainer's cells: its own `max_clips` where it is below the suite's (the
+    first clips of the same seeded shuffle, so its clips are a subset of every other explainer's)."""
+    if explainer.max_clips is None or explainer.max_clips >= settings["max_clips"]:
+        return default
+    return tuple(sorted({**settings, "max_clips": explainer.max_clips}.items()))
+
+
 def expand(suite: Suite) -> tuple[list[TrainCell], list[EvaluateCell]]:
     """Every (dataset, detector, seed) train cell and every (…, explainer) evaluate cell, in suite order; a
     dataset variant with `only_detectors` trains only those, a `train_only` one (the filter sweep) explains
@@ -136,6 +145,7 @@ def expand(suite: Suite) -> tuple[list[TrainCell], list[EvaluateCell]]:
                 trains.append(t)
                 if ds.train_only:
                     continue
-                evals.extend(EvaluateCell(t, ex, suite.metrics, evaluate) for ex in suite.explainers
+                evals.extend(EvaluateCell(t, ex, suite.metrics, _clips_of(ex, suite.evaluate, evaluate))
+                             for ex in suite.explainers
                              if ex.only_detectors is None or det.name in ex.only_detectors)
     return trains, evals

@@ -18,7 +18,8 @@ A suite file::
     [detectors.dense_ae]                     # detector params; `budget` is the training budget
     budget = { epochs = 5, patience = 3 }
     [explainers.error_map]                   # explainer params; `budget` for trained interpreters,
-    detectors = ["ae"]                       # `detectors` to run it on only these (default: all)
+    detectors = ["ae"]                       # `detectors` to run it on only these (default: all),
+    max_clips = 8                            # `max_clips` to explain fewer clips than [evaluate] says
 
 `include = "quick"` (a suite name or a path) extends another suite: its tables merge key by key under this
 file's. `explainers = "all"` (or `detectors = "all"`) takes every registered plugin with its defaults.
@@ -64,7 +65,8 @@ class PluginConfig:
     budget: Budget | None = None
     # an explainer limited to these detectors (suite key `detectors = [...]`); None = every detector
     only_detectors: tuple[str, ...] | None = None
-    # a metric computed on a seeded subset of this many of the cell's clips (`[metric_clips]`); None = all
+    # a metric computed on a seeded subset of this many of the cell's clips (`[metric_clips]`), or an explainer
+    # run on at most this many clips (its `max_clips`, below `[evaluate]`'s: a nested seeded subset); None = all
     max_clips: int | None = None
     # a dataset variant (`[filter_sweep]`, `[[variants]]`): how its waveforms or features are changed, as sorted
     # (key, value) pairs (see `benchmark/variants.py`); () = the dataset as its plugin makes it
@@ -237,9 +239,13 @@ def _configs(kind: str, table: dict[str, Any], path: Path, *, trained: bool) -> 
             budget = _budget(params.pop("budget", {}), f"{path} [{kind}s.{name}]")
         only = _only_detectors(params.pop("detectors"), f"{path} [{kind}s.{name}]") \
             if kind == "explainer" and "detectors" in params else None
+        clips = params.pop("max_clips", None) if kind == "explainer" else None
+        if clips is not None and (not _is_int(clips) or clips < 1):
+            raise BenchmarkError(f"suite file '{path}' [explainers.{name}]: max_clips must be an integer >= 1, "
+                                 f"got {clips!r}")
         plugin = registry(kind).get(name)
         _check_params(plugin, params, path)
-        out.append(PluginConfig(kind, name, params, budget, only))
+        out.append(PluginConfig(kind, name, params, budget, only, max_clips=clips))
     return out
 
 

@@ -179,3 +179,25 @@ def test_key_changes_with_the_synthetic_recipe(tmp_path, monkeypatch):
     (recipes / "synthetic-planer.toml").write_text(text.replace("duration_median_s = 1.2", "duration_median_s = 1.3"))
     after = train_keys()
     assert len(after) == 2 and not set(after) & set(before)
+
+
+def test_an_explainer_max_clips_explains_a_nested_subset(tmp_path):
+    text = SUITE.replace("[explainers.random]", "[explainers.random]\nmax_clips = 2")
+    suite = load_suite(str(write(tmp_path, text)))
+    _, evals = expand(suite)
+    clips = {(e.explainer.name, e.train.seed): dict(e.evaluate)["max_clips"] for e in evals}
+    assert clips == {("error_map", 0): 4, ("error_map", 1): 4, ("random", 0): 2, ("random", 1): 2}
+    # the error map's cells keep the keys they had; the first clips of the same shuffle are the random map's
+    _, plain = expand(load_suite(str(write(tmp_path))))
+    assert [e.key for e in evals if e.explainer.name == "error_map"] == [
+        e.key for e in plain if e.explainer.name == "error_map"]
+    import torch
+
+    from benchmark.dataset import ClipTable
+    from benchmark.explain_step import select_clips
+    table = ClipTable([str(i) for i in range(10)], torch.zeros(10, 1, 2, 2), torch.ones(10, dtype=torch.long),
+                      [{}] * 10, None, None, None, None, torch.ones(10, dtype=torch.bool))
+    few, many = (select_clips(table, {"clips": "anomalous", "max_clips": k}, 0) for k in (2, 4))
+    assert set(few.tolist()) < set(many.tolist())
+    with pytest.raises(BenchmarkError, match="max_clips must be an integer >= 1"):
+        load_suite(str(write(tmp_path, SUITE.replace("[explainers.random]", "[explainers.random]\nmax_clips = 0"))))
