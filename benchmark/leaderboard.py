@@ -21,9 +21,10 @@ from .integrity import check_name, inside, remove_stale_staging, staging_folder,
 from .metrics import detection as detection_module
 from .metrics.detection import detection_table
 from .progress import Counter
+from .provenance import RESULTS_FILE
 from .publish_cache import cached_frame
 from .registry import registry
-from .report import RESULTS_FILE, write_report
+from .report import write_report
 from .statistics import degenerate_columns
 from .store import Store, atomic_write_bytes
 

@@ -15,16 +15,10 @@ Columns are documented in docs/leaderboard-columns.md.
 """
 from __future__ import annotations
 
-import html
 import io
 import json
-import platform
-import re
 import shutil
-import subprocess
 from dataclasses import dataclass
-from hashlib import sha256
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +27,14 @@ import pandas as pd
 
 from . import figures
 from .claims import claims_table, score_correlation
-from .errors import BenchmarkError
-from .integrity import folder_digests
+from .document import Block, Table, fmt, markdown, page, with_contents
+from .examples import audio_blocks, copy_audio, draw_galleries, example_folders, gallery_blocks
+from .provenance import build_manifest
 from .publish_cache import FigureCache
 from .registry import registry
 from .statistics import (
     ALPHA,
     CONTROLS,
-    CORRECTION,
     OTHER_FAMILY,
     MetricMeta,
     control_tests,
@@ -56,28 +50,18 @@ from .statistics import (
     split_column,
     top_group,
 )
-from .store import ROW_COLUMNS, Store, atomic_write_bytes, atomic_write_text
+from .store import Store, atomic_write_bytes, atomic_write_text
 
 MIN_AUC = 0.6
 FLOAT_FORMAT = "%.6g"
 KEYS = ["dataset", "detector", "explainer"]
 FAMILY_ORDER = ("faithfulness", "temporal", "localisation", "deletion", "lmac", "synthesis", "audio_quality",
                 "sanity", "robustness", "complexity")
-PACKAGES = ("torch", "torchaudio", "captum", "transformers", "speechbrain", "encodec", "numpy", "pandas",
-            "scikit-learn", "scipy", "matplotlib", "soundfile")
 NOT_AGAINST_CONTROL = ("sanity", "complexity")
 NOT_AGAINST_CONTROL_METRICS = ("sensitivity_max",)  # the random map ignores its input: 0, unbeatable
 LIFT_FAMILIES = ("localisation", "temporal")  # their tables carry each headline's lift over every control
-GALLERY_CLIPS = 2
-GALLERY_EXPLAINERS = 16
-MAX_AUDIO_EXAMPLES = 4
-AUDIO_BUDGET_BYTES = 5 * 2**20
-AUDIO_TAGS = ("input", "explanation", "masked_out")
 FLAG_OK, FLAG_LOW, FLAG_UNKNOWN = "ok", "low_auc", "no_auc"
 LEAD_FILES = ("leaderboard.csv", "detectors.csv", "cost.csv", "results.parquet")
-# the published folder's layout: bumped when a file's columns or meaning change (readers check it)
-SCHEMA_VERSION = 2
-RESULTS_FILE = "results.parquet"
 
 
 # --- tables ------------------------------------------------------------------------------------------
@@ -153,329 +137,6 @@ def with_lifts(table: pd.DataFrame, leaderboard: pd.DataFrame, columns: list[str
             p = tested.set_index(keys)["p_holm"] if len(tested) else pd.Series(dtype=float)
             extra[f"{column}.p_{control}"] = [p.get(tuple(k), np.nan) for k in out[keys].itertuples(index=False)]
     return pd.concat([out, pd.DataFrame(extra, index=out.index)], axis=1) if extra else out
-
-
-# --- the document model shared by README.md and index.html ------------------------------------------------
-@dataclass
-class Table:
-    header: list[str]
-    rows: list[list[str]]
-
-
-@dataclass
-class Block:
-    """One piece of the page: kind is h1/h2/h3, p, list, table, img, audio or links."""
-
-    kind: str
-    text: str = ""
-    items: list[Any] | None = None
-    table: Table | None = None
-    src: str = ""
-
-
-def fmt(v: Any, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "–"
-    if isinstance(v, (float, np.floating)):
-        return f"{float(v):.{digits}g}"
-    return str(v)
-
-
-def markdown(blocks: list[Block]) -> str:
-    out = []
-    for b in blocks:
-        if b.kind in ("h1", "h2", "h3"):
-            out.append("#" * int(b.kind[1]) + " " + b.text)
-        elif b.kind == "p":
-            out.append(b.text)
-        elif b.kind == "list":
-            out.append("\n".join(f"- {item}" for item in b.items))
-        elif b.kind == "table":
-            t = b.table
-            cell = lambda s: str(s).replace("|", "\\|")  # noqa: E731
-            lines = ["| " + " | ".join(map(cell, t.header)) + " |", "|" + "---|" * len(t.header)]
-            lines += ["| " + " | ".join(map(cell, r)) + " |" for r in t.rows]
-            out.append("\n".join(lines))
-        elif b.kind == "img":
-            out.append(f"![{b.text}]({b.src})")
-        elif b.kind == "toc":
-            out.append("**Contents:** " + " · ".join(f"[{text}](#{a})" for text, a in b.items))
-        elif b.kind == "audio":
-            out.append(b.text + ": " + ", ".join(f"[{tag}]({src})" for tag, src in b.items))
-        elif b.kind == "links":
-            out.append(" · ".join(f"[{text}]({href})" for text, href in b.items))
-    return "\n\n".join(out) + "\n"
-
-
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em auto;max-width:1200px;
-padding:0 1em;color:#222}
-h1{font-size:1.5em}h2{font-size:1.25em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
-h3{font-size:1.05em;margin-top:1.2em}
-table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
-th,td{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}
-th{background:#f4f4f4}tr:nth-child(even) td{background:#fafafa}
-img{border:1px solid #eee;margin:.4em 0}
-.scroll{overflow-x:auto;max-width:100%}
-.scroll td:first-child,.scroll th:first-child{position:sticky;left:0;z-index:1;background:#fff;
-box-shadow:1px 0 0 #ccc}
-.scroll th:first-child{background:#f4f4f4}
-.fig{overflow-x:auto;max-width:100%}.fig img{max-width:none;height:auto}
-nav#toc{background:#f8f8f8;border:1px solid #ddd;padding:.4em 1em;margin:1em 0;font-size:.9em}
-nav#toc ul{columns:3;margin:.3em 0}
-.audio{margin:.4em 0}.audio audio{height:2em;vertical-align:middle;margin-right:1em}
-code{background:#f4f4f4;padding:0 .2em}
-"""
-
-
-def anchor(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "section"
-
-
-def contents(blocks: list[Block]) -> list[tuple[str, str]]:
-    """(heading, anchor) of every h2, anchors made unique in order."""
-    seen: dict[str, int] = {}
-    out = []
-    for b in blocks:
-        if b.kind == "h2":
-            a = anchor(b.text)
-            seen[a] = seen.get(a, 0) + 1
-            out.append((b.text, a if seen[a] == 1 else f"{a}-{seen[a]}"))
-    return out
-
-
-def with_contents(blocks: list[Block]) -> list[Block]:
-    """A table of contents before the first h2 (README.md: a list of links to the sections)."""
-    toc = contents(blocks)
-    first = next((i for i, b in enumerate(blocks) if b.kind == "h2"), len(blocks))
-    return [*blocks[:first], Block("toc", items=toc), *blocks[first:]]
-
-
-def page(blocks: list[Block], title: str) -> str:
-    esc = html.escape
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{esc(title)}</title>",
-           f"<style>{CSS}</style></head><body>"]
-    anchors = iter(a for _, a in contents(blocks))
-    for b in blocks:
-        if b.kind == "h2":
-            out.append(f'<h2 id="{esc(next(anchors))}">{esc(b.text)}</h2>')
-        elif b.kind == "toc":
-            out.append('<nav id="toc"><b>Contents</b><ul>' + "".join(f'<li><a href="#{esc(a)}">{esc(t)}</a></li>'
-                                                                    for t, a in b.items) + "</ul></nav>")
-        elif b.kind in ("h1", "h3"):
-            out.append(f"<{b.kind}>{esc(b.text)}</{b.kind}>")
-        elif b.kind == "p":
-            out.append(f"<p>{esc(b.text)}</p>")
-        elif b.kind == "list":
-            out.append("<ul>" + "".join(f"<li>{esc(str(i))}</li>" for i in b.items) + "</ul>")
-        elif b.kind == "table":
-            t = b.table
-            head = "".join(f"<th>{esc(h)}</th>" for h in t.header)
-            body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in t.rows)
-            out.append(f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
-        elif b.kind == "img":
-            out.append(f'<div class="fig"><a href="{esc(b.src)}" title="full size"><img src="{esc(b.src)}" '
-                       f'alt="{esc(b.text)}" loading="lazy"></a></div>')
-        elif b.kind == "audio":
-            players = "".join(f'{esc(tag)} <audio controls preload="none" src="{esc(src)}"></audio>'
-                              for tag, src in b.items)
-            out.append(f'<div class="audio"><b>{esc(b.text)}</b><br>{players}</div>')
-        elif b.kind == "links":
-            out.append("<p>" + " · ".join(f'<a href="{esc(href)}">{esc(text)}</a>' for text, href in b.items)
-                       + "</p>")
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
-
-
-# --- examples from the store ---------------------------------------------------------------------------
-def example_folders(store: Store, manifest: dict) -> list[tuple[dict, Path]]:
-    """(cell record, examples folder) of every evaluate cell of the run that saved examples, sorted."""
-    out = []
-    for key in manifest.get("evaluate", []):
-        record = store.status(key)
-        if not record or "explainer" not in record:
-            continue
-        folder = store.examples_dir(record.get("explain_key", key), record["dataset"], record["detector"],
-                                    f"{record['explainer']}-s{record['seed']}")
-        if folder.is_dir():
-            out.append((record, folder))
-    return sorted(out, key=lambda rf: (rf[0]["dataset"], rf[0]["detector"], rf[0]["explainer"], rf[0]["seed"]))
-
-
-def gallery_maps(cells: list[tuple[dict, Path]]) -> list[figures.ExampleMap]:
-    """Up to GALLERY_CLIPS clips (those most explainers saved) × GALLERY_EXPLAINERS explainers of one
-    dataset × detector, from the lowest seed of each explainer."""
-    first_seed: dict[str, Path] = {}
-    for record, folder in cells:
-        first_seed.setdefault(record["explainer"], folder)
-    chosen = dict(sorted(first_seed.items())[:GALLERY_EXPLAINERS])
-    counts: dict[str, int] = {}
-    for folder in chosen.values():
-        for path in folder.glob("*.npz"):
-            counts[path.stem] = counts.get(path.stem, 0) + 1
-    clips = sorted(counts, key=lambda c: (-counts[c], c))[:GALLERY_CLIPS]
-    maps = []
-    for clip in clips:
-        for explainer, folder in chosen.items():
-            path = folder / f"{clip}.npz"
-            if path.is_file():
-                with np.load(path) as z:
-                    maps.append(figures.ExampleMap(
-                        clip_id=clip.replace("__", "/"), explainer=explainer, x=z["x"].astype(np.float32),
-                        attribution=z["attribution"].astype(np.float32),
-                        tf_mask=z["tf_mask"].astype(bool) if "tf_mask" in z.files else None))
-    return maps
-
-
-@dataclass(frozen=True)
-class AudioExample:
-    label: str
-    tracks: tuple[tuple[str, str], ...]  # (tag, path relative to the leaderboard folder)
-
-
-def copy_audio(cells: list[tuple[dict, Path]], folder: Path) -> list[AudioExample]:
-    """Copy one listenable explanation (with its input and masked-out audio) of up to MAX_AUDIO_EXAMPLES
-    dataset × detector × explainer cells into `folder/audio/`, within AUDIO_BUDGET_BYTES: each the first
-    stored clip that no earlier example played."""
-    out, used, seen, heard = [], 0, set(), set()
-    for record, source in cells:
-        ident = (record["dataset"], record["detector"], record["explainer"])
-        if ident in seen or len(out) >= MAX_AUDIO_EXAMPLES:
-            continue
-        clips = [p.name.removesuffix(".explanation.wav") for p in sorted(source.glob("*.explanation.wav"))]
-        if not clips:
-            continue
-        # a clip no earlier example played, where the cell stored one: four players of one clip teach little
-        clip = next((c for c in clips if (record["dataset"], c) not in heard), clips[0])
-        heard.add((record["dataset"], clip))
-        files = [(tag, source / f"{clip}.{tag}.wav") for tag in AUDIO_TAGS if (source / f"{clip}.{tag}.wav").is_file()]
-        size = sum(p.stat().st_size for _, p in files)
-        if used + size > AUDIO_BUDGET_BYTES:
-            continue
-        seen.add(ident)
-        used += size
-        stem = figures.safe_name(*ident, f"s{record['seed']}", clip)
-        tracks = []
-        for tag, path in files:
-            rel = f"audio/{stem}.{tag}.wav"
-            atomic_write_bytes(folder / rel, path.read_bytes())
-            tracks.append((tag, rel))
-        out.append(AudioExample(f"{' / '.join(ident)} — clip {clip.replace('__', '/')}", tuple(tracks)))
-    return out
-
-
-# --- manifest --------------------------------------------------------------------------------------
-CODE_PATHS = ("benchmark", "adapters", "tasks", "pyproject.toml")
-
-
-def git_state(repo: Path) -> dict[str, Any]:
-    """Commit and dirty flag of the checkout holding the code (None where git or the repo is absent). Only
-    the code, recipes and suites count toward `dirty`: tables being published into the checkout do not."""
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", "-C", str(repo), "--no-optional-locks", *args], capture_output=True,
-                                  text=True, timeout=20)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--", *CODE_PATHS)
-    return {"commit": commit.strip() if commit else None, "dirty": None if status is None else bool(status.strip())}
-
-
-def package_versions() -> dict[str, str | None]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def this_machine() -> dict[str, Any]:
-    import torch
-    cuda = torch.cuda.is_available()
-    return {"cuda_available": cuda, "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
-            "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
-            # the kernels torch dispatches to (e.g. AVX2, AVX512): they set the rounding of CPU results
-            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
-
-
-def plugin_identities(names: dict[str, set[str]]) -> dict[str, dict[str, dict[str, Any]]]:
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for kind, kind_names in sorted(names.items()):
-        for name in sorted(kind_names):
-            try:
-                p = registry(kind).get(name)
-                out.setdefault(kind, {})[name] = {"version": p.version, "source": p.source_hash()}
-            except BenchmarkError:
-                out.setdefault(kind, {})[name] = {"version": None, "source": None, "note": "no longer registered"}
-    return out
-
-
-def suite_configs(manifest: dict) -> dict[str, list]:
-    """The suite's dataset/detector/explainer/metric configs, when its file still matches the run's hash."""
-    from .suites import load_suite
-    path = manifest.get("suite_file")
-    try:
-        suite = load_suite(path) if path else None
-    except (BenchmarkError, OSError):
-        return {}
-    if suite is None or suite.file_hash() != manifest.get("suite_hash"):
-        return {}
-    return {"dataset": list(suite.datasets), "detector": list(suite.detectors), "explainer": list(suite.explainers),
-            "metric": list(suite.metrics)}
-
-
-def build_manifest(folder: Path, *, suite_name: str, manifest: dict, records: list[dict], rows: pd.DataFrame,
-                   min_auc: float, alpha: float) -> dict[str, Any]:
-    names: dict[str, set[str]] = {"dataset": set(), "detector": set(), "explainer": set(),
-                                  "metric": set(rows["metric"].unique()) - {"anomaly_score"}}
-    for r in records:
-        for kind in ("dataset", "detector", "explainer"):
-            if r.get(kind):
-                names[kind].add(r[kind])
-    configs = suite_configs(manifest)
-    for kind, cfgs in configs.items():
-        names[kind] |= {c.name for c in cfgs}
-    data = {}
-    for cfg in configs.get("dataset", []):
-        if cfg.name in names["dataset"]:
-            ident = cfg.identity()
-            blob = json.dumps(ident, sort_keys=True, default=str).encode()
-            data[cfg.name] = {**ident, "config_hash": sha256(blob).hexdigest()[:16]}
-    statuses = [r.get("status") for r in records]
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "results_schema": {"file": RESULTS_FILE, "columns": list(ROW_COLUMNS)},
-        "suite": suite_name,
-        "suite_file": manifest.get("suite_file"),
-        "suite_hash": manifest.get("suite_hash"),
-        "seeds": manifest.get("seeds"),
-        "git": git_state(Path(__file__).resolve().parent.parent),
-        "python": platform.python_version(),
-        "packages": package_versions(),
-        "device": manifest.get("device"),
-        "published_on": this_machine(),
-        "cells": {"train": len(manifest.get("train", [])), "evaluate": len(manifest.get("evaluate", [])),
-                  **{s: statuses.count(s) for s in ("done", "failed", "skipped")}},
-        "data": data,
-        "data_hash_note": ("config_hash hashes each dataset's resolved params, plugin version, adapter source "
-                           "hash and recipe hash (`inputs`, what the cell keys hash); the audio files themselves "
-                           "are not hashed. Empty when the suite file changed since the run."),
-        "plugins": plugin_identities(names),
-        "statistics": {"ci": "95 % percentile bootstrap over clips, 1000 resamples",
-                       "test": "two-sided Wilcoxon signed-rank on shared (clip, seed) pairs of ranked neighbours",
-                       "control_test": f"one-sided Wilcoxon signed-rank of each explainer against each control "
-                                       f"({', '.join(CONTROLS)}) in the metric's direction, Holm over the "
-                                       "explainers of a ranking",
-                       "correction": f"{CORRECTION} over the neighbour pairs of each ranking", "alpha": alpha,
-                       "min_auc": min_auc},
-        # every file of the folder but this one: replay checks a stored copy against them before using it
-        "files": folder_digests(folder, skip=("manifest.json",)),
-    }
 
 
 # --- the report --------------------------------------------------------------------------------------
@@ -795,15 +456,7 @@ def _write_figures(folder: Path, leaderboard: pd.DataFrame, metas: dict[str, Met
                               figures.metric_bars(g, c, p, title=t, detector_labels=lab))
             if path is not None:
                 bars.setdefault(family, []).append(path)
-    galleries = []
-    for dataset, detector in sorted({(r["dataset"], r["detector"]) for r, _ in cells}):
-        mine = [(r, f) for r, f in cells if (r["dataset"], r["detector"]) == (dataset, detector)]
-        maps = gallery_maps(mine)
-        path = fig_dir / f"gallery-{figures.safe_name(dataset, detector)}.png"
-        title = titles.get((dataset, detector), f"{dataset} / {detector}")
-        path = cache.draw(path, (maps, title), lambda m=maps, p=path, t=title: figures.gallery(m, p, title=t))
-        if path is not None:
-            galleries.append(path)
+    galleries = draw_galleries(cells, fig_dir, titles, cache)
     heatmap = cache.draw(fig_dir / "agreement.png", agreement,
                          lambda: figures.agreement_heatmap(agreement, fig_dir / "agreement.png"))
     return Figures(curves, bars, heatmap, galleries)
@@ -819,23 +472,8 @@ def _picture_blocks(pics: Figures, rel) -> list[Block]:
                    Block("p", "Kendall τ between the explainer rankings of each pair of headline metrics, "
                               "averaged over dataset × detector (agreement.csv)."),
                    Block("img", "metric agreement", src=rel(pics.agreement))]
-    if pics.galleries:
-        blocks += [Block("h2", "Gallery"),
-                   Block("p", "Attributions (hot colours, each clip's map scaled so its 99.5th percentile is full "
-                              "scale) over the log-mel spectrogram (grey); cyan outlines the ground-truth mask "
-                              "where the dataset has one. Clips: the saved examples most explainers share, "
-                              "lowest seed.")]
-        blocks += [Block("img", "attribution gallery", src=rel(p)) for p in pics.galleries]
+    blocks += gallery_blocks(pics.galleries, rel)
     return blocks
-
-
-def _audio_blocks(audio: list[AudioExample]) -> list[Block]:
-    if not audio:
-        return [Block("h2", "Listen"), Block("p", "No explainer of this suite returned a listenable explanation.")]
-    return [Block("h2", "Listen"),
-            Block("p", "The input clip, the explainer's listenable explanation and, where given, what its mask "
-                       "leaves out (copied from the run's examples).")] + \
-        [Block("audio", a.label, items=list(a.tracks)) for a in audio]
 
 
 def _stage(stages: Any, name: str) -> None:
@@ -913,7 +551,7 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
         blocks += [Block("img", f"{family} bar chart", src=rel(p)) for p in pics.bars.get(family, [])]
     blocks += _degenerate_blocks(degenerate) + _claims_blocks(claims, correlation, alpha)
     blocks += _frequency_blocks(frequency, frequency_pics, rel)
-    blocks += _picture_blocks(pics, rel) + _audio_blocks(audio) + _cost_blocks(records) + _status_blocks(records)
+    blocks += _picture_blocks(pics, rel) + audio_blocks(audio) + _cost_blocks(records) + _status_blocks(records)
     _stage(stages, "page and manifest")
     blocks = with_contents(blocks)
     atomic_write_text(folder / "README.md", markdown(blocks))

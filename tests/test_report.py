@@ -10,10 +10,11 @@ import soundfile as sf
 import torch
 
 import tests.engine_plugins  # noqa: F401  (registers test-blobs, test-template, test-scorer, test-badshape)
+from benchmark.examples import AUDIO_TAGS
 from benchmark.leaderboard import leaderboard_table
 from benchmark.metrics.context import MetricResult
 from benchmark.registry import metrics
-from benchmark.report import AUDIO_TAGS, write_report
+from benchmark.report import write_report
 from benchmark.store import Store, rows_frame
 from benchmark.suites import load_suite
 
@@ -257,7 +258,7 @@ def test_a_run_without_scores_still_gets_a_page(tmp_path):
 def test_git_state_counts_code_not_published_tables(tmp_path):
     import subprocess
 
-    from benchmark.report import git_state
+    from benchmark.provenance import git_state
     run = lambda *a: subprocess.run(["git", "-C", str(tmp_path), *a], check=True, capture_output=True)  # noqa: E731
     run("init", "-q")
     (tmp_path / "benchmark").mkdir()
@@ -273,7 +274,7 @@ def test_git_state_counts_code_not_published_tables(tmp_path):
 
 
 def test_audio_examples_play_distinct_clips_where_the_cells_stored_them(tmp_path):
-    from benchmark.report import copy_audio
+    from benchmark.examples import copy_audio
     cells = []
     for explainer in ("a", "b", "c"):
         source = tmp_path / "store" / explainer
