@@ -3,8 +3,10 @@
     <family>.csv      key columns + detector_auc/detector_flag + that family's metric columns
     ranks.csv         Borda and mean rank of the explainers per dataset × detector × family
     neighbours.csv    Wilcoxon tests between neighbours of every headline ranking (Holm within a ranking)
+    power.csv         what each headline ranking can resolve at its n (benchmark/power.py)
     controls.csv      one-sided Wilcoxon tests of every explainer against the random control
     agreement.csv     Kendall τ between the rankings of every pair of headline metrics
+    filter_sweep.csv, stft_vs_mel.csv, band_profiles.csv   the frequency study, where the suite ran its parts
     figures/*.png     percentile curves, bar charts per family, metric agreement, attribution galleries
     audio/*.wav       a few listenable explanations copied from the store (the page works without runs/)
     README.md         the main tables in Markdown;  index.html  the same, with figures and players
@@ -29,6 +31,7 @@ from . import figures
 from .claims import claims_table, score_correlation
 from .document import Block, Table, fmt, markdown, page, with_contents
 from .examples import audio_blocks, copy_audio, draw_galleries, example_folders, gallery_blocks
+from .power import power_summary, power_table
 from .provenance import build_manifest
 from .publish_cache import FigureCache
 from .registry import registry
@@ -303,6 +306,21 @@ def _rank_blocks(ranks: pd.DataFrame, families: list[str]) -> list[Block]:
             Block("table", table=Table(["dataset", "detector", "explainer", "detector flag", *columns], rows))]
 
 
+def _power_blocks(power: pd.DataFrame, first_headlines: list[str]) -> list[Block]:
+    """What this board can resolve at its n: the summary sentence and each family's first headline ranking."""
+    blocks = [Block("h2", "Power at this n"), Block("p", power_summary(power))]
+    shown = power[power["metric"].isin(first_headlines)]
+    if not shown.empty:
+        rows = [[r["dataset"], r["detector"], r["metric"], fmt(r["n_clips"]), fmt(r["n_explainers"]),
+                 "yes" if r["resolvable"] else "no", fmt(r["mde"]), fmt(r["clips_for_effect"])]
+                for _, r in shown.iterrows()]
+        blocks.append(Block("table", table=Table(["dataset", "detector", "ranking", "n", "explainers",
+                                                  "any pair resolvable", "detectable difference (80 % power)",
+                                                  f"clips for a {fmt(shown['effect'].iloc[0])} difference"],
+                                                 rows)))
+    return blocks
+
+
 def _claims_blocks(claims: pd.DataFrame, correlation: pd.DataFrame, alpha: float) -> list[Block]:
     """The source papers' claims with this board's verdicts (claims.csv), and the AE-MAE score correlation."""
     blocks = [Block("h2", "Claims of the source papers"),
@@ -518,6 +536,8 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     atomic_write_bytes(folder / "degenerate.csv", csv_bytes(degenerate))
     atomic_write_bytes(folder / "ranks.csv", csv_bytes(ranks))
     atomic_write_bytes(folder / "neighbours.csv", csv_bytes(tests))
+    power = power_table(leaderboard, rows, headlines, alpha)
+    atomic_write_bytes(folder / "power.csv", csv_bytes(power))
     atomic_write_bytes(folder / "controls.csv", csv_bytes(controls))
     atomic_write_bytes(folder / "agreement.csv", csv_bytes(agreement))
     atomic_write_bytes(folder / "claims.csv", csv_bytes(claims))
@@ -534,8 +554,8 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     audio = copy_audio(cells, folder)
 
     rel = lambda p: p.relative_to(folder).as_posix()  # noqa: E731
-    files = [*LEAD_FILES, *(f"{f}.csv" for f in tables), "ranks.csv", "neighbours.csv", "controls.csv",
-             "agreement.csv", "degenerate.csv", "claims.csv", *(f"{n}.csv" for n in frequency)]
+    files = [*LEAD_FILES, *(f"{f}.csv" for f in tables), "ranks.csv", "neighbours.csv", "power.csv",
+             "controls.csv", "agreement.csv", "degenerate.csv", "claims.csv", *(f"{n}.csv" for n in frequency)]
     files = [n for n in files if (folder / n).is_file()] + ["manifest.json"]
     blocks = [Block("h1", f"audio-xai-bench — suite '{suite_name}'"),
               Block("p", f"Explainers × detectors × datasets. Each metric cell: mean [95 % bootstrap CI over "
@@ -544,6 +564,7 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
                          f"docs/leaderboard-columns.md."),
               Block("links", items=[(n, n) for n in files])]
     blocks += _glance_blocks(by_family, tests, controls, leaderboard, aucs, min_auc, alpha)
+    blocks += _power_blocks(power, [cols[0] for cols in by_family.values() if cols])
     blocks += _detector_blocks(detectors, aucs, min_auc) + _rank_blocks(ranks, list(tables))
     for family in tables:
         blocks += _family_blocks(family, by_family[family], leaderboard, ranks, tests, controls, aucs, min_auc,

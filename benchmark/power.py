@@ -1,0 +1,86 @@
+"""What a board can resolve at its n: `power.csv`, from the board's own per-clip variance.
+
+For every dataset × detector × headline column, the neighbour pairs of its ranking (as `neighbours.csv` tests
+them) give paired per-clip differences. From their spread `sd` (the median over pairs) and the pairs' clip
+count `n`:
+
+* `min_p`: the smallest two-sided p the exact Wilcoxon signed-rank test can give at n, 2 / 2^n, against the
+  first Holm threshold α / (k − 1) for k ranked explainers: `resolvable` is False when no difference however
+  large could be declared (n = 8 with 9 or more explainers);
+* `mde`: the difference the paired test detects with 80 % power at that threshold (normal approximation,
+  (z₁₋ₐ/₂ + z₀.₈) · sd / √n);
+* `clips_for_effect`: the n at which a difference of `effect` (default 0.05 on the metric's scale) reaches
+  that power, and at least the n at which the exact test can reach the threshold at all.
+
+These are planning numbers, not tests: they say which rankings a bigger suite would be needed for.
+"""
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from .statistics import ALPHA, GROUP, ClipValues, ranked_explainers, split_column
+
+POWER = 0.8
+EFFECT = 0.05
+COLUMNS = ["dataset", "detector", "metric", "n_explainers", "n_clips", "sd_diff", "min_p", "holm_threshold",
+           "resolvable", "mde", "effect", "clips_for_effect"]
+
+
+def power_table(leaderboard: pd.DataFrame, rows: pd.DataFrame, columns: list[str], alpha: float = ALPHA,
+                effect: float = EFFECT, power: float = POWER) -> pd.DataFrame:
+    """`power.csv` (module doc): one row per dataset × detector × column with at least two ranked explainers."""
+    clips = ClipValues(rows)
+    z_power = float(norm.ppf(power))
+    out = []
+    for (dataset, detector), group in leaderboard.groupby(GROUP, sort=True):
+        for column in columns:
+            if f"{column}.mean" not in group.columns:
+                continue
+            metric, param = split_column(column)
+            order = ranked_explainers(group, column)
+            if len(order) < 2:
+                continue
+            values = {ex: clips.of((dataset, detector, metric), ex, param) for ex in order}
+            sds, ns = [], []
+            for better, worse in pairwise(order):
+                a, b = values[better], values[worse]
+                if a is None or b is None:
+                    continue
+                shared = a.index.intersection(b.index)
+                if len(shared) >= 2:
+                    sds.append(float(np.std(a.loc[shared].to_numpy() - b.loc[shared].to_numpy(), ddof=1)))
+                    ns.append(len(shared))
+            if not ns:
+                continue
+            n, sd = int(np.median(ns)), float(np.median(sds))
+            threshold = alpha / (len(order) - 1)
+            z = float(norm.ppf(1 - threshold / 2)) + z_power
+            out.append({"dataset": dataset, "detector": detector, "metric": column, "n_explainers": len(order),
+                        "n_clips": n, "sd_diff": sd, "min_p": min(1.0, 2.0 / 2.0**n), "holm_threshold": threshold,
+                        "resolvable": bool(2.0 / 2.0**n < threshold), "mde": z * sd / math.sqrt(n),
+                        "effect": effect, "clips_for_effect": max(exact_floor(threshold),
+                                                                  int(math.ceil((z * sd / effect) ** 2)))})
+    return pd.DataFrame(out, columns=COLUMNS)
+
+
+def exact_floor(threshold: float) -> int:
+    """The fewest pairs at which the exact two-sided Wilcoxon can reach p < threshold (2 / 2^n < threshold)."""
+    return int(math.floor(math.log2(2.0 / threshold))) + 1
+
+
+def power_summary(table: pd.DataFrame) -> str:
+    """One sentence for the page: how many rankings the board can resolve at its n, and what it would take."""
+    if table.empty:
+        return "No ranking with two or more explainers to size."
+    unresolvable = int((~table["resolvable"].astype(bool)).sum())
+    need = int(table["clips_for_effect"].median())
+    return (f"Of {len(table)} rankings (dataset × detector × headline column), {unresolvable} cannot separate any "
+            f"pair at their n (the exact Wilcoxon's smallest p, 2/2^n, is above the first Holm threshold); the "
+            f"median smallest difference detectable with 80 % power is {table['mde'].median():.3g}, and a "
+            f"difference of {table['effect'].iloc[0]:g} would need a median of {need} clips per ranking "
+            f"(power.csv has every ranking).")
