@@ -1,11 +1,11 @@
 """Leaderboards derived from the long-format store: `leaderboard.csv`, `detectors.csv`, `cost.csv`.
 
 `leaderboard.csv` has one row per dataset x detector x explainer and, for every metric[param],
-the columns `.mean`, `.ci_low`, `.ci_high` (95 % bootstrap over clips), `.seed_std` (std of the
-per-seed means), `.n` (clip results), `.chance` (where defined) and `.rank` (within dataset x
-detector, 1 = best in the metric's direction). Percentile metrics also get `[max]` (max over p of the
-mean) and `[mean98_99]`. Neither it nor `detectors.csv` holds wall-clock values, so the same store
-gives byte-identical files.
+the columns `.mean`, `.ci_low`, `.ci_high` (95 % bootstrap over clips, a clip's seeds resampled
+together), `.seed_std` (std of the per-seed means), `.n` (clip results), `.chance` (where defined)
+and `.rank` (within dataset x detector, 1 = best in the metric's direction). Percentile metrics also
+get `[max]` (max over p of the mean) and `[mean98_99]`. Neither it nor `detectors.csv` holds wall-clock
+values, so the same store gives byte-identical files.
 """
 from __future__ import annotations
 
@@ -40,19 +40,43 @@ def column_name(metric: str, param: str) -> str:
 
 
 def bootstrap_ci(values: np.ndarray, *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of `values` `[n]`, resampling clips with replacement."""
+                 level: float = 0.95, clusters: np.ndarray | None = None) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of `values` `[n]`, resampling clips with replacement.
+
+    `clusters` `[n]` (the clip of each value): the rows of one clip under several detector seeds are not
+    independent, so whole clips are resampled, their seeds nested inside; without it (or with one row per
+    clip, in clip order) every row is its own clip."""
     n = len(values)
     if n == 0:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+    if clusters is None or len(np.unique(clusters)) == n:
+        means = values[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+    else:
+        _, which = np.unique(clusters, return_inverse=True)
+        sums, counts = np.bincount(which, weights=values), np.bincount(which).astype(float)
+        draw = rng.integers(0, len(sums), size=(resamples, len(sums)))
+        means = sums[draw].sum(axis=1) / counts[draw].sum(axis=1)
     lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
 
 
-def _summary(values: np.ndarray, seeds: np.ndarray, chance: np.ndarray) -> dict[str, float]:
-    lo, hi = bootstrap_ci(values)
+def _clip_means(matrix: np.ndarray, clips: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`[R, P]` bootstrap means of the columns of `matrix` `[n, P]`, resampling whole clips (a clip's rows under
+    several seeds stay together); with one row per clip, in clip order, the plain row bootstrap."""
+    n = len(matrix)
+    _, which = np.unique(clips, return_inverse=True)
+    if which.max() + 1 == n:
+        return matrix[rng.integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))].mean(axis=1)
+    sums = np.stack([np.bincount(which, weights=matrix[:, j]) for j in range(matrix.shape[1])], axis=1)
+    counts = np.bincount(which).astype(float)
+    draw = rng.integers(0, len(counts), size=(BOOTSTRAP_RESAMPLES, len(counts)))
+    return sums[draw].sum(axis=1) / counts[draw].sum(axis=1)[:, None]
+
+
+def _summary(values: np.ndarray, seeds: np.ndarray, chance: np.ndarray,
+             clips: np.ndarray | None = None) -> dict[str, float]:
+    lo, hi = bootstrap_ci(values, clusters=clips)
     per_seed = pd.Series(values).groupby(seeds).mean()
     return {"mean": float(values.mean()), "ci_low": lo, "ci_high": hi,
             "seed_std": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else float("nan"),
@@ -75,9 +99,9 @@ def _percentile_summaries(group: pd.DataFrame) -> dict[str, dict[str, float]]:
     max_chance = float(levels.mean(axis=0).max()) if defined else float("nan")
     matrix = wide.to_numpy()
     seeds = wide.index.get_level_values("detector_seed").to_numpy()
+    clips = wide.index.get_level_values("clip_id").to_numpy()
     n = len(matrix)
-    rng = np.random.default_rng(0)
-    boot = matrix[rng.integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))].mean(axis=1).max(axis=1)
+    boot = _clip_means(matrix, clips, np.random.default_rng(0)).max(axis=1)
     per_seed = pd.DataFrame(matrix).groupby(seeds).mean().max(axis=1)
     lo, hi = np.quantile(boot, [0.025, 0.975])
     out["max"] = {"mean": float(matrix.mean(axis=0).max()), "ci_low": float(lo), "ci_high": float(hi),
@@ -86,7 +110,7 @@ def _percentile_summaries(group: pd.DataFrame) -> dict[str, dict[str, float]]:
     if {"98", "99"} <= set(wide.columns):
         pair = wide[["98", "99"]].to_numpy().mean(axis=1)
         pair_chance = chance[["98", "99"]].to_numpy(dtype=float).mean(axis=1)
-        out["mean98_99"] = _summary(pair, seeds, pair_chance)
+        out["mean98_99"] = _summary(pair, seeds, pair_chance, clips)
     return out
 
 
@@ -101,7 +125,8 @@ def leaderboard_table(rows: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
     for (ds, det, ex, metric), group in rows.groupby(KEYS + ["metric"], sort=True):
         group = group.sort_values(["param", "clip_id", "detector_seed"])
         for param, g in group.groupby("param", sort=True):
-            summary = _summary(g["value"].to_numpy(), g["detector_seed"].to_numpy(), g["chance"].to_numpy())
+            summary = _summary(g["value"].to_numpy(), g["detector_seed"].to_numpy(), g["chance"].to_numpy(),
+                               g["clip_id"].to_numpy())
             for k, v in summary.items():
                 stats.setdefault((ds, det, ex), {})[f"{column_name(metric, param)}.{k}"] = v
         if _is_percentile_param(group["param"]):

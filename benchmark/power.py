@@ -9,8 +9,9 @@ count `n`:
   large could be declared (n = 8 with 9 or more explainers);
 * `mde`: the difference the paired test detects with 80 % power at that threshold (normal approximation,
   (z₁₋ₐ/₂ + z₀.₈) · sd / √n);
-* `clips_for_effect`: the n at which a difference of `effect` (default 0.05 on the metric's scale) reaches
-  that power, and at least the n at which the exact test can reach the threshold at all.
+* `top_gap`, `clips_for_top_gap`: the leader's mean minus the runner-up's, and the n at which a gap that
+  size would reach that power (at least the n at which the exact test can reach the threshold at all):
+  a scale-free answer to "how many clips would this ranking need".
 
 These are planning numbers, not tests: they say which rankings a bigger suite would be needed for.
 """
@@ -26,13 +27,12 @@ from scipy.stats import norm
 from .statistics import ALPHA, GROUP, ClipValues, ranked_explainers, split_column
 
 POWER = 0.8
-EFFECT = 0.05
 COLUMNS = ["dataset", "detector", "metric", "n_explainers", "n_clips", "sd_diff", "min_p", "holm_threshold",
-           "resolvable", "mde", "effect", "clips_for_effect"]
+           "resolvable", "mde", "top_gap", "clips_for_top_gap"]
 
 
 def power_table(leaderboard: pd.DataFrame, rows: pd.DataFrame, columns: list[str], alpha: float = ALPHA,
-                effect: float = EFFECT, power: float = POWER) -> pd.DataFrame:
+                power: float = POWER) -> pd.DataFrame:
     """`power.csv` (module doc): one row per dataset × detector × column with at least two ranked explainers."""
     clips = ClipValues(rows)
     z_power = float(norm.ppf(power))
@@ -58,14 +58,22 @@ def power_table(leaderboard: pd.DataFrame, rows: pd.DataFrame, columns: list[str
             if not ns:
                 continue
             n, sd = int(np.median(ns)), float(np.median(sds))
+            means = group.set_index("explainer")[f"{column}.mean"].astype(float)
+            gap = abs(float(means[order[0]] - means[order[1]]))
             threshold = alpha / (len(order) - 1)
             z = float(norm.ppf(1 - threshold / 2)) + z_power
             out.append({"dataset": dataset, "detector": detector, "metric": column, "n_explainers": len(order),
                         "n_clips": n, "sd_diff": sd, "min_p": min(1.0, 2.0 / 2.0**n), "holm_threshold": threshold,
                         "resolvable": bool(2.0 / 2.0**n < threshold), "mde": z * sd / math.sqrt(n),
-                        "effect": effect, "clips_for_effect": max(exact_floor(threshold),
-                                                                  int(math.ceil((z * sd / effect) ** 2)))})
+                        "top_gap": gap, "clips_for_top_gap": _clips_for(gap, sd, z, threshold)})
     return pd.DataFrame(out, columns=COLUMNS)
+
+
+def _clips_for(gap: float, sd: float, z: float, threshold: float) -> float:
+    """Pairs at which a mean paired difference `gap` reaches the power; NaN for a tie (no gap to resolve)."""
+    if gap <= 0:
+        return float("nan") if sd > 0 else float(exact_floor(threshold))
+    return float(max(exact_floor(threshold), math.ceil((z * sd / gap) ** 2)))
 
 
 def exact_floor(threshold: float) -> int:
@@ -78,9 +86,10 @@ def power_summary(table: pd.DataFrame) -> str:
     if table.empty:
         return "No ranking with two or more explainers to size."
     unresolvable = int((~table["resolvable"].astype(bool)).sum())
-    need = int(table["clips_for_effect"].median())
+    need = table["clips_for_top_gap"].median()
+    n = int(table["n_clips"].median())
     return (f"Of {len(table)} rankings (dataset × detector × headline column), {unresolvable} cannot separate any "
-            f"pair at their n (the exact Wilcoxon's smallest p, 2/2^n, is above the first Holm threshold); the "
-            f"median smallest difference detectable with 80 % power is {table['mde'].median():.3g}, and a "
-            f"difference of {table['effect'].iloc[0]:g} would need a median of {need} clips per ranking "
-            f"(power.csv has every ranking).")
+            f"pair at their n (the exact Wilcoxon's smallest p, 2/2^n, is above the first Holm threshold). "
+            f"Separating each ranking's leader from its runner-up at the gap observed here, with 80 % power, "
+            f"would take a median of {need:.0f} clips per ranking (this board has {n}); power.csv has every "
+            f"ranking with the difference it can detect.")

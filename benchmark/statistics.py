@@ -173,11 +173,18 @@ class ClipValues:
 
 
 def paired_test(a: pd.Series | None, b: pd.Series | None, alternative: str = "two-sided") -> tuple[int, float]:
-    """Wilcoxon on the (clip, seed) pairs two explainers share: (n_shared, p; NaN without pairs)."""
+    """Wilcoxon on the (clip, seed) pairs two explainers share: (n_shared, p; NaN without pairs).
+
+    A clip scored under several detector seeds is one observation, not several: its shared pairs are
+    averaged over the seeds first (seeds nested in clips), so `n_shared` counts clips then."""
     shared = a.index.intersection(b.index).sort_values() if a is not None and b is not None else []
     if not len(shared):
         return 0, float("nan")
-    return len(shared), paired_wilcoxon(a.loc[shared].to_numpy(), b.loc[shared].to_numpy(), alternative)
+    x, y = a.loc[shared], b.loc[shared]
+    if isinstance(shared, pd.MultiIndex) and "clip_id" in shared.names and not shared.get_level_values(
+            "clip_id").is_unique:
+        x, y = x.groupby(level="clip_id").mean(), y.groupby(level="clip_id").mean()
+    return len(x), paired_wilcoxon(x.to_numpy(), y.to_numpy(), alternative)
 
 
 def ranked_explainers(group: pd.DataFrame, column: str) -> list[str]:

@@ -36,7 +36,9 @@ def test_power_numbers_follow_from_the_paired_spread():
     z = norm.ppf(1 - 0.05 / 3 / 2) + norm.ppf(0.8)
     assert row["holm_threshold"] == pytest.approx(0.05 / 3)
     assert row["mde"] == pytest.approx(z * row["sd_diff"] / math.sqrt(30))
-    assert row["clips_for_effect"] == max(8, math.ceil((z * row["sd_diff"] / 0.05) ** 2))
+    means = lb.set_index("explainer")["m.mean"]
+    assert row["top_gap"] == pytest.approx(means["x3"] - means["x2"])
+    assert row["clips_for_top_gap"] == max(7, math.ceil((z * row["sd_diff"] / row["top_gap"]) ** 2))  # 2/2^7 < 0.05/3
     assert row["resolvable"] and row["min_p"] == pytest.approx(2 / 2**30)
 
 

@@ -197,13 +197,13 @@ def test_statistics_tables(published):
     assert cx.loc["error_map", "borda_rank"] == 1
     tests = pd.read_csv(out / "neighbours.csv")
     assert set(tests["metric"]) == {"test-report-curve[mean98_99]", "test-report-mass", "test-report-spread"}
-    assert (tests["better"] == "error_map").all() and (tests["n_shared"] == N_CLIPS * len(SEEDS)).all()
+    assert (tests["better"] == "error_map").all() and (tests["n_shared"] == N_CLIPS).all()  # seeds nested in clips
     assert tests["distinguishable"].all() and (tests["p_holm"] < 0.05).all()
     controls = pd.read_csv(out / "controls.csv").set_index(["detector", "metric", "explainer"])
     assert set(controls.index.get_level_values("explainer")) == {"error_map"}  # the failed cell has no rows
     mass = controls.loc[("test-template", "test-report-mass", "error_map")]
-    assert mass["control"] == "random" and mass["n_shared"] == N_CLIPS * len(SEEDS)
-    assert mass["p_value"] == pytest.approx(1 / 2 ** (N_CLIPS * len(SEEDS)))  # one-sided, every clip better
+    assert mass["control"] == "random" and mass["n_shared"] == N_CLIPS
+    assert mass["p_value"] == pytest.approx(1 / 2**N_CLIPS)  # one-sided, every clip better (its seeds averaged)
     assert controls["beats_control"].all()
     # complexity (and sanity) columns are not tested against a random map: it is no null there
     assert set(controls.index.get_level_values("metric")) == {"test-report-curve[mean98_99]", "test-report-mass"}
@@ -217,7 +217,7 @@ def test_readme_flags_weak_detectors_and_marks_neighbours(published):
     assert "| explainer | Borda rank |" in readme
     assert "⚠ detector AUC 0.55 < 0.6" in readme
     assert "test-report-mass: error_map > random" in readme
-    assert "Above the random control" in readme and "test-report-mass vs random (n 16): error_map (p " in readme
+    assert "Above the random control" in readme and "test-report-mass vs random (n 8): error_map (p " in readme
     assert "failed: CellFailure: shape (2, 3)" in readme
 
 
@@ -295,7 +295,7 @@ def test_first_screen_says_who_is_tied_at_the_top_and_what_it_beats(published):
     readme = (out / "README.md").read_text()
     glance = readme[readme.index("## At a glance"):readme.index("## Detectors")]
     assert readme.index("**Contents:** [At a glance](#at-a-glance)") < readme.index("## At a glance")
-    assert "| test-blobs | test-template (ok) | test-report-curve[mean98_99], n 16: error_map (> random) |" in glance
+    assert "| test-blobs | test-template (ok) | test-report-curve[mean98_99], n 8: error_map (> random) |" in glance
     assert "controls (random) it beats" in glance  # the suite has no energy control
 
 
