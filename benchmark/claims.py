@@ -52,7 +52,10 @@ def _verdict(c: Comparison, alpha: float) -> dict:
                 "verdict": "not testable here", "reason": "the two sides share no clip or seed"}
     from .leaderboard import bootstrap_ci
     d = (a - b).to_numpy()
-    low, high = bootstrap_ci(d) if n > 1 else (np.nan, np.nan)
+    # a clip's pairs under several seeds are resampled together, as the paired test averages them
+    clips = shared.get_level_values("clip_id").to_numpy() \
+        if isinstance(shared, pd.MultiIndex) and "clip_id" in shared.names else None
+    low, high = bootstrap_ci(d, clusters=clips) if n > 1 else (np.nan, np.nan)
     row = {"ours": f"{c.label_a} {a.mean():.3f} vs {c.label_b} {b.mean():.3f}", "difference": float(d.mean()),
            "ci_low": low, "ci_high": high, "n": n, "p": p_better}
     if p_better < alpha:
