@@ -395,7 +395,12 @@ def _frequency_blocks(tables: dict[str, pd.DataFrame], pics: dict[str, list[Path
                    Block("table", table=Table(["dataset", "detector", "machine", "section", "AUC mel", "AUC STFT",
                                                "STFT − mel"], rows))]
     if "band_profiles" in tables:
-        blocks += [Block("h3", "Median band profiles per machine × section × condition (band_profiles.csv)")]
+        blocks += [Block("h3", "Median band profiles per machine × section × condition (band_profiles.csv)"),
+                   Block("p", "Each panel: an explainer's median share of positive relevance per mel band (rows, "
+                              "low bands at the bottom) for inliers (N) and anomalies (A) of each machine/section. "
+                              "SLIME explaining the EER decision gives an inlier that no switched-off band makes "
+                              "anomalous all-zero coefficients, hence a flat 1/8 profile; the random control is "
+                              "flat by construction.")]
         blocks += [Block("img", "band heatmap", src=rel(p)) for p in pics.get("band_profiles", [])]
     return blocks
 
