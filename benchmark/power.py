@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from .statistics import ALPHA, GROUP, ClipValues, ranked_explainers, split_column
+from .statistics import ALPHA, paired_values, rankings
 
 POWER = 0.8
 COLUMNS = ["dataset", "detector", "metric", "n_explainers", "n_clips", "sd_diff", "min_p", "holm_threshold",
@@ -34,38 +34,28 @@ COLUMNS = ["dataset", "detector", "metric", "n_explainers", "n_clips", "sd_diff"
 def power_table(leaderboard: pd.DataFrame, rows: pd.DataFrame, columns: list[str], alpha: float = ALPHA,
                 power: float = POWER) -> pd.DataFrame:
     """`power.csv` (module doc): one row per dataset × detector × column with at least two ranked explainers."""
-    clips = ClipValues(rows)
     z_power = float(norm.ppf(power))
     out = []
-    for (dataset, detector), group in leaderboard.groupby(GROUP, sort=True):
-        for column in columns:
-            if f"{column}.mean" not in group.columns:
-                continue
-            metric, param = split_column(column)
-            order = ranked_explainers(group, column)
-            if len(order) < 2:
-                continue
-            values = {ex: clips.of((dataset, detector, metric), ex, param) for ex in order}
-            sds, ns = [], []
-            for better, worse in pairwise(order):
-                a, b = values[better], values[worse]
-                if a is None or b is None:
-                    continue
-                shared = a.index.intersection(b.index)
-                if len(shared) >= 2:
-                    sds.append(float(np.std(a.loc[shared].to_numpy() - b.loc[shared].to_numpy(), ddof=1)))
-                    ns.append(len(shared))
-            if not ns:
-                continue
-            n, sd = int(np.median(ns)), float(np.median(sds))
-            means = group.set_index("explainer")[f"{column}.mean"].astype(float)
-            gap = abs(float(means[order[0]] - means[order[1]]))
-            threshold = alpha / (len(order) - 1)
-            z = float(norm.ppf(1 - threshold / 2)) + z_power
-            out.append({"dataset": dataset, "detector": detector, "metric": column, "n_explainers": len(order),
-                        "n_clips": n, "sd_diff": sd, "min_p": min(1.0, 2.0 / 2.0**n), "holm_threshold": threshold,
-                        "resolvable": bool(2.0 / 2.0**n < threshold), "mde": z * sd / math.sqrt(n),
-                        "top_gap": gap, "clips_for_top_gap": _clips_for(gap, sd, z, threshold)})
+    for dataset, detector, column, group, order, values in rankings(leaderboard, rows, columns):
+        if len(order) < 2:
+            continue
+        sds, ns = [], []
+        for better, worse in pairwise(order):
+            x, y = paired_values(values[better], values[worse])
+            if len(x) >= 2:
+                sds.append(float(np.std(x - y, ddof=1)))
+                ns.append(len(x))
+        if not ns:
+            continue
+        n, sd = int(np.median(ns)), float(np.median(sds))
+        means = group.set_index("explainer")[f"{column}.mean"].astype(float)
+        gap = abs(float(means[order[0]] - means[order[1]]))
+        threshold = alpha / (len(order) - 1)
+        z = float(norm.ppf(1 - threshold / 2)) + z_power
+        out.append({"dataset": dataset, "detector": detector, "metric": column, "n_explainers": len(order),
+                    "n_clips": n, "sd_diff": sd, "min_p": min(1.0, 2.0 / 2.0**n), "holm_threshold": threshold,
+                    "resolvable": bool(2.0 / 2.0**n < threshold), "mde": z * sd / math.sqrt(n),
+                    "top_gap": gap, "clips_for_top_gap": _clips_for(gap, sd, z, threshold)})
     return pd.DataFrame(out, columns=COLUMNS)
 
 

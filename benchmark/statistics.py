@@ -172,19 +172,40 @@ class ClipValues:
         return clip_values(tables[explainer], param) if explainer in tables else None
 
 
-def paired_test(a: pd.Series | None, b: pd.Series | None, alternative: str = "two-sided") -> tuple[int, float]:
-    """Wilcoxon on the (clip, seed) pairs two explainers share: (n_shared, p; NaN without pairs).
-
-    A clip scored under several detector seeds is one observation, not several: its shared pairs are
-    averaged over the seeds first (seeds nested in clips), so `n_shared` counts clips then."""
+def paired_values(a: pd.Series | None, b: pd.Series | None) -> tuple[np.ndarray, np.ndarray]:
+    """The values two explainers share, paired: `[n]` each. A clip scored under several detector seeds is one
+    observation, not several: its shared pairs are averaged over the seeds first (seeds nested in clips)."""
     shared = a.index.intersection(b.index).sort_values() if a is not None and b is not None else []
     if not len(shared):
-        return 0, float("nan")
+        return np.zeros(0), np.zeros(0)
     x, y = a.loc[shared], b.loc[shared]
     if isinstance(shared, pd.MultiIndex) and "clip_id" in shared.names and not shared.get_level_values(
             "clip_id").is_unique:
         x, y = x.groupby(level="clip_id").mean(), y.groupby(level="clip_id").mean()
-    return len(x), paired_wilcoxon(x.to_numpy(), y.to_numpy(), alternative)
+    return x.to_numpy(dtype=float), y.to_numpy(dtype=float)
+
+
+def paired_test(a: pd.Series | None, b: pd.Series | None, alternative: str = "two-sided") -> tuple[int, float]:
+    """Wilcoxon on the pairs two explainers share (`paired_values`: clips, seeds averaged): (n_shared, p;
+    NaN without pairs)."""
+    x, y = paired_values(a, b)
+    if not len(x):
+        return 0, float("nan")
+    return len(x), paired_wilcoxon(x, y, alternative)
+
+
+def rankings(leaderboard: pd.DataFrame, rows: pd.DataFrame, columns: list[str]):
+    """Every headline ranking: (dataset, detector, column, group, order, values) per dataset × detector ×
+    column the leaderboard has, `order` its explainers best first, `values` their per-clip values."""
+    clips = ClipValues(rows)
+    for (dataset, detector), group in leaderboard.groupby(GROUP, sort=True):
+        for column in columns:
+            if f"{column}.mean" not in group.columns:
+                continue
+            metric, param = split_column(column)
+            order = ranked_explainers(group, column)
+            values = {ex: clips.of((dataset, detector, metric), ex, param) for ex in order}
+            yield dataset, detector, column, group, order, values
 
 
 def ranked_explainers(group: pd.DataFrame, column: str) -> list[str]:
@@ -202,25 +223,18 @@ def neighbour_tests(leaderboard: pd.DataFrame, rows: pd.DataFrame, columns: list
     of ranks 1 and 2), better, worse, better_mean, worse_mean, n_shared, p_value, p_holm, distinguishable.
     """
     out = []
-    clips = ClipValues(rows)
-    for (dataset, detector), group in leaderboard.groupby(GROUP, sort=True):
-        for column in columns:
-            if f"{column}.mean" not in group.columns:
-                continue
-            metric, param = split_column(column)
-            order = ranked_explainers(group, column)
-            means = group.set_index("explainer")[f"{column}.mean"]
-            values = {ex: clips.of((dataset, detector, metric), ex, param) for ex in order}
-            pairs = []
-            for pos, (better, worse) in enumerate(pairwise(order), start=1):
-                n, p = paired_test(values[better], values[worse])
-                pairs.append({"dataset": dataset, "detector": detector, "metric": column, "position": pos,
-                              "better": better, "worse": worse, "better_mean": float(means[better]),
-                              "worse_mean": float(means[worse]), "n_shared": n, "p_value": p})
-            adjusted = holm(np.array([r["p_value"] for r in pairs], dtype=float))
-            for r, q in zip(pairs, adjusted, strict=True):
-                r.update(p_holm=q, distinguishable=bool(np.isfinite(q) and q < alpha))
-            out.extend(pairs)
+    for dataset, detector, column, group, order, values in rankings(leaderboard, rows, columns):
+        means = group.set_index("explainer")[f"{column}.mean"]
+        pairs = []
+        for pos, (better, worse) in enumerate(pairwise(order), start=1):
+            n, p = paired_test(values[better], values[worse])
+            pairs.append({"dataset": dataset, "detector": detector, "metric": column, "position": pos,
+                          "better": better, "worse": worse, "better_mean": float(means[better]),
+                          "worse_mean": float(means[worse]), "n_shared": n, "p_value": p})
+        adjusted = holm(np.array([r["p_value"] for r in pairs], dtype=float))
+        for r, q in zip(pairs, adjusted, strict=True):
+            r.update(p_holm=q, distinguishable=bool(np.isfinite(q) and q < alpha))
+        out.extend(pairs)
     columns_out = ["dataset", "detector", "metric", "position", "better", "worse", "better_mean", "worse_mean",
                    "n_shared", "p_value", "p_holm", "distinguishable"]
     return pd.DataFrame(out, columns=columns_out)
