@@ -62,6 +62,12 @@ def matmul_gflops() -> float:
     return 2 * 1024**3 / max(best, 1e-9) / 1e9
 
 
+def record(benchmark, passes: float, clips: int, matmul_gflops: float) -> None:
+    """The per-pass figures beside the timing (none per pass for an explainer that makes no detector pass)."""
+    benchmark.extra_info.update(clips=clips, passes_per_clip=passes / clips, matmul_gflops=matmul_gflops,
+                                cpu_ms_per_pass=1e3 * benchmark.stats.stats.min / passes if passes else None)
+
+
 @pytest.mark.parametrize("name", _explainers())
 @pytest.mark.benchmark(group="explainer families", timer=time.process_time)
 def test_explainer_family(benchmark, name, data, detector, matmul_gflops):
@@ -69,10 +75,7 @@ def test_explainer_family(benchmark, name, data, detector, matmul_gflops):
     batch = data.batch
     run = lambda: explainer.explain(detector, batch, generator=torch.Generator().manual_seed(0))  # noqa: E731
     expl = benchmark.pedantic(run, rounds=ROUNDS, warmup_rounds=1)
-    passes = max(1e-9, (expl.forward_passes + expl.backward_passes) * len(batch))
-    benchmark.extra_info.update(clips=len(batch), passes_per_clip=passes / len(batch),
-                                cpu_ms_per_pass=1e3 * benchmark.stats.stats.min / passes,
-                                matmul_gflops=matmul_gflops)
+    record(benchmark, (expl.forward_passes + expl.backward_passes) * len(batch), len(batch), matmul_gflops)
     assert expl.attribution.shape == (len(batch), *batch.x.shape[-2:])
 
 
@@ -93,8 +96,5 @@ def test_rerunning_metric(benchmark, metric, data, detector, matmul_gflops):
         return plugin.factory(ctx, **conformance.check_params(plugin))
 
     result = benchmark.pedantic(run, rounds=ROUNDS, warmup_rounds=1)
-    passes = max(1e-9, (result.forward_passes + result.backward_passes) * len(batch))
-    benchmark.extra_info.update(clips=len(batch), passes_per_clip=passes / len(batch),
-                                cpu_ms_per_pass=1e3 * benchmark.stats.stats.min / passes,
-                                matmul_gflops=matmul_gflops)
+    record(benchmark, (result.forward_passes + result.backward_passes) * len(batch), len(batch), matmul_gflops)
     assert all(v.shape == (len(batch),) for v in result.values.values())
