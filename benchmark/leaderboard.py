@@ -23,9 +23,8 @@ from .metrics.detection import detection_table
 from .progress import Counter
 from .provenance import RESULTS_FILE
 from .publish_cache import cached_frame
-from .registry import registry
 from .report import write_report
-from .statistics import degenerate_columns
+from .statistics import degenerate_columns, metric_meta, recorded_specs
 from .store import Store, atomic_write_bytes
 
 KEYS = ["dataset", "detector", "explainer"]
@@ -159,10 +158,7 @@ def _column_order(column: str) -> tuple[str, int]:
 
 
 def _higher_is_better(metric: str) -> bool:
-    try:
-        return bool(registry("metric").get(metric).extra.get("higher_is_better", True))
-    except BenchmarkError:
-        return True
+    return metric_meta(metric).higher_is_better
 
 
 def _cell_status(records: list[dict]) -> dict[tuple, str]:
@@ -257,7 +253,8 @@ def publish(store: Store, suite_name: str, leaderboards: Path, progress: str | N
         raise BenchmarkError(f"cannot write leaderboards into '{leaderboards}': {exc.strerror or exc}") from None
     stages = Counter(f"publish {suite_name}", len(PUBLISH_STAGES), progress)
     try:
-        _write_tables(staging, store, suite_name, manifest, rows, records, stages)
+        with recorded_specs(manifest.get("metric_specs")):  # the run's facts, not today's plugins
+            _write_tables(staging, store, suite_name, manifest, rows, records, stages)
         swap_in(staging, target)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)

@@ -11,6 +11,7 @@ from .dataset import notice
 from .evaluation import dataset_provides
 from .executors import Executor, Outcome
 from .progress import RunProgress
+from .statistics import metric_specs
 from .store import DONE, FAILED, SKIPPED, Store
 from .suites import Suite
 from .workspace import Workspace
@@ -37,7 +38,8 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
     store.record_suite(suite.name, {"suite": suite.name, "suite_file": str(suite.path),
                                     "suite_hash": suite.file_hash(), "seeds": list(suite.seeds),
                                     "device": str(device), "torch_threads": torch.get_num_threads(),
-                                    "train": [c.key for c in trains], "evaluate": [c.key for c in evals]})
+                                    "train": [c.key for c in trains], "evaluate": [c.key for c in evals],
+                                    "metric_specs": metric_specs([m.name for m in suite.metrics])})
     ws = Workspace(store=store, device=device)
     summary = RunSummary()
     report = RunProgress(suite.name, len(trains) + len(evals), weights or {}, progress)

@@ -21,8 +21,12 @@ and the long per-clip rows (`benchmark.store.ROW_COLUMNS`).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import asdict, dataclass
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,8 +57,34 @@ class MetricMeta:
     ranked: bool = True  # False: published for parity, kept out of the headline set (ranks, Borda, tests)
 
 
+_RECORDED: ContextVar[dict[str, MetricMeta] | None] = ContextVar("recorded_metric_specs", default=None)
+
+
+def metric_specs(names: list[str]) -> dict[str, dict[str, Any]]:
+    """What a run records of its metrics (family, direction, headline, ...), so a publish reads the facts of the
+    run rather than the plugins installed when it publishes."""
+    return {name: asdict(metric_meta(name)) for name in names}
+
+
+@contextmanager
+def recorded_specs(specs: dict[str, dict[str, Any]] | None) -> Iterator[None]:
+    """Inside: `metric_meta` answers from `specs` (a run's `metric_specs`) for the metrics they name; a store
+    recorded before specs were (None) reads the registry as before."""
+    known = {name: MetricMeta(**{**spec, "headline": tuple(spec.get("headline", ()))})
+             for name, spec in (specs or {}).items()}
+    token = _RECORDED.set(known or None)
+    try:
+        yield
+    finally:
+        _RECORDED.reset(token)
+
+
 def metric_meta(metric: str) -> MetricMeta:
-    """Registry metadata of a metric; a metric no longer registered falls in the family 'other'."""
+    """Metadata of a metric: as the run recorded it (inside `recorded_specs`), else from the registry; a metric
+    no longer registered falls in the family 'other'."""
+    recorded = _RECORDED.get()
+    if recorded is not None and metric in recorded:
+        return recorded[metric]
     try:
         extra = registry("metric").get(metric).extra
     except BenchmarkError:

@@ -58,3 +58,26 @@ def test_derived_percentile_columns_get_a_chance_level_from_the_per_percentile_o
     assert lb["chunk_f1[max].chance"] == pytest.approx(0.50)  # the highest per-p chance mean (p = 99)
     assert lb["chunk_f1[mean98_99].chance"] == pytest.approx(np.mean([(0.30 + 0.02 * c + 0.50) / 2 for c in range(4)]))
     assert lb["chunk_f1[98].chance"] == pytest.approx(0.33)
+
+
+def test_publish_reads_the_metric_facts_the_run_recorded(tmp_path, monkeypatch):
+    """A plugin that changes its direction after the run does not re-rank a re-published board."""
+    from benchmark.registry import registry
+    from benchmark.store import Store
+    from tests.engine_plugins import run_suite_text
+    text = ('name = "rec"\nseeds = [0]\nmetrics = ["test-band-mass"]\n[evaluate]\nmax_clips = 4\nbatch_size = 2\n'
+            '[datasets.test-blobs]\n[detectors.test-template]\n[explainers.error_map]\n[explainers.random]\n')
+    _, folder, _ = run_suite_text(tmp_path, text, "rec")
+    manifest = Store(tmp_path / "rec").suite_manifest("rec")
+    assert manifest["metric_specs"]["test-band-mass"]["higher_is_better"] is True
+    before = (folder / "leaderboard.csv").read_bytes()
+    plugin = registry("metric").get("test-band-mass")
+    monkeypatch.setitem(plugin.extra, "higher_is_better", False)
+    from benchmark.leaderboard import publish
+    again = publish(Store(tmp_path / "rec"), "rec", tmp_path / "again")
+    assert (again / "leaderboard.csv").read_bytes() == before
+    # without the recorded facts (a store from before they were recorded) the registry decides: ranks flip
+    store = Store(tmp_path / "rec")
+    store.record_suite("rec", {k: v for k, v in manifest.items() if k != "metric_specs"})
+    flipped = publish(store, "rec", tmp_path / "flipped")
+    assert (flipped / "leaderboard.csv").read_bytes() != before
