@@ -369,7 +369,24 @@ def frequency_figures(tables: dict[str, pd.DataFrame], folder: Path) -> dict[str
             "band_profiles": band_heatmaps(tables["band_profiles"], folder) if "band_profiles" in tables else []}
 
 
-def _frequency_blocks(tables: dict[str, pd.DataFrame], pics: dict[str, list[Path]], rel) -> list[Block]:
+BAND_METRICS = ("band_mass_spearman", "band_top_hit")
+
+
+def _band_rows(leaderboard: pd.DataFrame) -> list[list[str]]:
+    """Per dataset × detector × explainer: each band metric's mean [CI] and its chance level."""
+    columns = [m for m in BAND_METRICS if f"{m}.mean" in leaderboard.columns]
+    out = []
+    for _, r in leaderboard.sort_values(["dataset", "detector", "explainer"]).iterrows():
+        if not any(np.isfinite(float(r[f"{m}.mean"])) for m in columns):
+            continue
+        cells = [f"{fmt(r[f'{m}.mean'])} [{fmt(r[f'{m}.ci_low'])}, {fmt(r[f'{m}.ci_high'])}] (chance "
+                 f"{fmt(r[f'{m}.chance'])}, n {fmt(r[f'{m}.n'])})" for m in columns]
+        out.append([r["dataset"], r["detector"], r["explainer"], *cells])
+    return out
+
+
+def _frequency_blocks(tables: dict[str, pd.DataFrame], pics: dict[str, list[Path]], rel,
+                      leaderboard: pd.DataFrame) -> list[Block]:
     if not tables:
         return []
     blocks = [Block("h2", "Frequency study"),
@@ -378,12 +395,20 @@ def _frequency_blocks(tables: dict[str, pd.DataFrame], pics: dict[str, list[Path
                          "with the truth mask's share, chance 0; band_top_hit: the most relevant band holds the most "
                          "truth, chance = tied top bands / 8) are in the localisation table; below, the filter "
                          "sweep, STFT vs mel input and the median band profiles.")]
+    bands = _band_rows(leaderboard)
+    if bands:
+        blocks += [Block("h3", "Band metrics (mean [95 % CI], against their chance levels)"),
+                   Block("table", table=Table(["dataset", "detector", "explainer",
+                                               *[m for m in BAND_METRICS if f"{m}.mean" in leaderboard.columns]],
+                                              bands))]
     sweep = tables.get("filter_sweep")
     if sweep is not None:
         pooled = sweep[sweep["machine"] == "all"]
-        rows = [[r["dataset"], r["detector"], r["filter"], fmt(r["cutoff_hz"]), fmt(r["auc"]), fmt(r["unfiltered_auc"]),
-                 fmt(r["aux_accuracy"])] for _, r in pooled.iterrows()]
+        rows = [[r["dataset"], r["detector"], r["filter"], f"{r['cutoff_hz']:.0f}", fmt(r["auc"]),
+                 fmt(r["unfiltered_auc"]), fmt(r["aux_accuracy"])] for _, r in pooled.iterrows()]
         blocks += [Block("h3", "Filter sweep (detectors re-trained per cutoff; filter_sweep.csv has every section)"),
+                   Block("p", "Each AUC is one training per cutoff (the suite's seeds): differences of a few "
+                              "hundredths between neighbouring cutoffs are within a retraining's spread."),
                    Block("table", table=Table(["dataset", "detector", "filter", "cutoff Hz", "AUC", "unfiltered AUC",
                                                "aux. accuracy"], rows))]
         blocks += [Block("img", "AUC versus filter cutoff", src=rel(p)) for p in pics.get("filter_sweep", [])]
@@ -575,7 +600,7 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
                                  alpha)
         blocks += [Block("img", f"{family} bar chart", src=rel(p)) for p in pics.bars.get(family, [])]
     blocks += _degenerate_blocks(degenerate) + _claims_blocks(claims, correlation, alpha)
-    blocks += _frequency_blocks(frequency, frequency_pics, rel)
+    blocks += _frequency_blocks(frequency, frequency_pics, rel, leaderboard)
     blocks += _picture_blocks(pics, rel) + audio_blocks(audio) + _cost_blocks(records) + _status_blocks(records)
     _stage(stages, "page and manifest")
     blocks = with_contents(blocks)
