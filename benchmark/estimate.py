@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import statistics
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -67,14 +68,24 @@ def reference() -> dict[str, Any]:
 
 
 def dataset_counts(config) -> dict[str, int]:
-    """Train / test / anomalous-test clip counts and frames per clip of a suite's dataset, without audio."""
-    dataset = config.plugin.factory(**config.params)
+    """Train / test / anomalous-test clip counts and frames per clip of a suite's dataset, without audio (a
+    variant's from its base dataset, built once however many variants share it)."""
+    from .variants import variant_spec
+    out = dict(_base_counts(config.name, json.dumps(config.params, sort_keys=True, default=str)))
+    spec = out.pop("spec")
+    out["frames"] = int(variant_spec(spec, dict(config.variant)).n_frames)
+    return out
+
+
+@lru_cache(maxsize=64)
+def _base_counts(name: str, params: str) -> dict:
+    from .registry import registry
+    dataset = registry("dataset").make(name, **json.loads(params))
     counts = dataset.counts() if hasattr(dataset, "counts") else None
     out = dict(DEFAULT_COUNTS)
     if counts:
         out.update(counts)
-    from .variants import variant_spec
-    out["frames"] = int(variant_spec(dataset.spec, dict(config.variant)).n_frames)
+    out["spec"] = dataset.spec
     return out
 
 
