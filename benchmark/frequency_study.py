@@ -55,7 +55,7 @@ def sweep_table(detectors: pd.DataFrame, records: list[dict]) -> pd.DataFrame | 
     rows = []
     for _, r in swept.iterrows():
         key = (r["base"], r["detector"], str(r["machine"]), str(r["section"]))
-        unfiltered = float(plain["auc"].get(key, np.nan)) if key in plain.index else float("nan")
+        unfiltered = float(plain["auc"].get(key, np.nan))
         pooled = str(r["machine"]) == "all"
         rows.append({"dataset": r["base"], "detector": r["detector"], "machine": str(r["machine"]),
                      "section": str(r["section"]), "filter": r["filter"], "cutoff_hz": r["cutoff_hz"],

@@ -224,18 +224,23 @@ def paired_test(a: pd.Series | None, b: pd.Series | None, alternative: str = "tw
     return len(x), paired_wilcoxon(x, y, alternative)
 
 
+def headline_groups(leaderboard: pd.DataFrame, columns: list[str]):
+    """(dataset, detector, column, metric, param, group) for every dataset × detector × column the leaderboard
+    has: the loop every per-ranking test runs over."""
+    for (dataset, detector), group in leaderboard.groupby(GROUP, sort=True):
+        for column in columns:
+            if f"{column}.mean" in group.columns:
+                yield (dataset, detector, column, *split_column(column), group)
+
+
 def rankings(leaderboard: pd.DataFrame, rows: pd.DataFrame, columns: list[str]):
     """Every headline ranking: (dataset, detector, column, group, order, values) per dataset × detector ×
     column the leaderboard has, `order` its explainers best first, `values` their per-clip values."""
     clips = ClipValues(rows)
-    for (dataset, detector), group in leaderboard.groupby(GROUP, sort=True):
-        for column in columns:
-            if f"{column}.mean" not in group.columns:
-                continue
-            metric, param = split_column(column)
-            order = ranked_explainers(group, column)
-            values = {ex: clips.of((dataset, detector, metric), ex, param) for ex in order}
-            yield dataset, detector, column, group, order, values
+    for dataset, detector, column, metric, param, group in headline_groups(leaderboard, columns):
+        order = ranked_explainers(group, column)
+        values = {ex: clips.of((dataset, detector, metric), ex, param) for ex in order}
+        yield dataset, detector, column, group, order, values
 
 
 def ranked_explainers(group: pd.DataFrame, column: str) -> list[str]:
@@ -282,32 +287,28 @@ def control_tests(leaderboard: pd.DataFrame, rows: pd.DataFrame, columns: list[s
     """
     out = []
     clips = ClipValues(rows)
-    for (dataset, detector), group in leaderboard.groupby(GROUP, sort=True):
-        for column in columns:
-            if f"{column}.mean" not in group.columns:
+    for dataset, detector, column, metric, param, group in headline_groups(leaderboard, columns):
+        key = (dataset, detector, metric)
+        tables = clips.explainers(key)
+        if control not in tables:
+            continue
+        base = clips.of(key, control, param)
+        means = group.set_index("explainer")[f"{column}.mean"]
+        info = (meta or {}).get(metric) or metric_meta(metric)
+        alternative = "greater" if info.higher_is_better else "less"
+        tests = []
+        for explainer in sorted(set(tables) - {control}):
+            values = clips.of(key, explainer, param)
+            if values is None or base is None:
                 continue
-            metric, param = split_column(column)
-            key = (dataset, detector, metric)
-            tables = clips.explainers(key)
-            if control not in tables:
-                continue
-            base = clips.of(key, control, param)
-            means = group.set_index("explainer")[f"{column}.mean"]
-            info = (meta or {}).get(metric) or metric_meta(metric)
-            alternative = "greater" if info.higher_is_better else "less"
-            tests = []
-            for explainer in sorted(set(tables) - {control}):
-                values = clips.of(key, explainer, param)
-                if values is None or base is None:
-                    continue
-                n, p = paired_test(values, base, alternative)
-                tests.append({"dataset": dataset, "detector": detector, "metric": column, "explainer": explainer,
-                              "control": control, "explainer_mean": float(means.get(explainer, np.nan)),
-                              "control_mean": float(means.get(control, np.nan)), "n_shared": n, "p_value": p})
-            adjusted = holm(np.array([t["p_value"] for t in tests], dtype=float))
-            for t, q in zip(tests, adjusted, strict=True):
-                t.update(p_holm=q, beats_control=bool(np.isfinite(q) and q < alpha))
-            out.extend(tests)
+            n, p = paired_test(values, base, alternative)
+            tests.append({"dataset": dataset, "detector": detector, "metric": column, "explainer": explainer,
+                          "control": control, "explainer_mean": float(means.get(explainer, np.nan)),
+                          "control_mean": float(means.get(control, np.nan)), "n_shared": n, "p_value": p})
+        adjusted = holm(np.array([t["p_value"] for t in tests], dtype=float))
+        for t, q in zip(tests, adjusted, strict=True):
+            t.update(p_holm=q, beats_control=bool(np.isfinite(q) and q < alpha))
+        out.extend(tests)
     columns_out = ["dataset", "detector", "metric", "explainer", "control", "explainer_mean", "control_mean",
                    "n_shared", "p_value", "p_holm", "beats_control"]
     return pd.DataFrame(out, columns=columns_out)
