@@ -54,6 +54,7 @@ from .statistics import (
     top_group,
 )
 from .store import Store, atomic_write_bytes, atomic_write_text
+from .training_curves import curve_figures, training_curves
 
 MIN_AUC = 0.6
 FLOAT_FORMAT = "%.6g"
@@ -449,6 +450,32 @@ def _detector_blocks(detectors: pd.DataFrame, aucs: dict, min_auc: float) -> lis
     return blocks + [Block("table", table=Table(header, rows))]
 
 
+def training_figures(training: pd.DataFrame, folder: Path, cache: FigureCache) -> list[Path | None]:
+    """The learning-curve figures (training_curves.curve_figures), one per dataset, through the figure cache."""
+    out = []
+    for dataset, group in training.groupby("dataset", sort=True):
+        path = folder / f"training-{figures.safe_name(dataset)}.png"
+        inputs = group.reset_index(drop=True)
+        out.append(cache.draw(path, inputs, lambda g=inputs: curve_figures(g, folder)[0]))
+    return out
+
+
+def _training_blocks(training: pd.DataFrame, pics: list[Path], rel) -> list[Block]:
+    if training.empty:
+        return []
+    runs = training.drop_duplicates(["dataset", "kind", "detector", "explainer", "seed"])
+    reasons = runs.groupby(["kind", "stop_reason"]).size()
+    words = {"plateau": "on a plateau", "epochs": "at the epoch cap", "time": "at the time cap"}
+    said = "; ".join(f"{kind}s " + ", ".join(f"{n} {words.get(reason, 'for an unrecorded reason')}"
+                                             for (k, reason), n in reasons.items() if k == kind)
+                     for kind in ("detector", "interpreter") if kind in set(runs["kind"]))
+    return [Block("h3", "Training"),
+            Block("p", "Validation loss per epoch of every detector and trained interpreter (training.csv), divided "
+                       "by its first epoch's. Stop reasons — plateau: no relative gain of `min_improvement` within "
+                       f"`patience` epochs; epochs: the budget's cap; time: the time cap. This run stopped {said}."),
+            *[Block("img", "learning curves", src=rel(p)) for p in pics]]
+
+
 def _cost_blocks(records: list[dict]) -> list[Block]:
     rows = [{"explainer": r["explainer"], **r["cost"]} for r in records
             if r.get("cell") == "evaluate" and "cost" in r and r["cost"].get("n_clips")]
@@ -571,12 +598,16 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     atomic_write_bytes(folder / "agreement.csv", csv_bytes(agreement))
     atomic_write_bytes(folder / "claims.csv", csv_bytes(claims))
 
+    training = training_curves(records)
+    atomic_write_bytes(folder / "training.csv", csv_bytes(training))
+
     frequency = frequency_tables(detectors, records, scores, store, "band_mass_spearman" in set(rows["metric"]))
     for name, table in frequency.items():
         atomic_write_bytes(folder / f"{name}.csv", csv_bytes(table))
 
     _stage(stages, "figures and audio")
     frequency_pics = frequency_figures(frequency, folder / "figures")
+    training_pics = [p for p in training_figures(training, folder / "figures", FigureCache(store.root)) if p]
     cells = example_folders(store, manifest)
     pics = _write_figures(folder, leaderboard, metas, by_family, agreement, cells, aucs, min_auc,
                           FigureCache(store.root))
@@ -584,7 +615,8 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
 
     rel = lambda p: p.relative_to(folder).as_posix()  # noqa: E731
     files = [*LEAD_FILES, *(f"{f}.csv" for f in tables), "ranks.csv", "neighbours.csv", "power.csv",
-             "controls.csv", "agreement.csv", "degenerate.csv", "claims.csv", *(f"{n}.csv" for n in frequency)]
+             "controls.csv", "agreement.csv", "degenerate.csv", "claims.csv", "training.csv",
+             *(f"{n}.csv" for n in frequency)]
     files = [n for n in files if (folder / n).is_file()] + ["manifest.json"]
     blocks = [Block("h1", f"audio-xai-bench — suite '{suite_name}'"),
               Block("p", f"Explainers × detectors × datasets. Each metric cell: mean [95 % bootstrap CI over "
@@ -594,7 +626,8 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
               Block("links", items=[(n, n) for n in files])]
     blocks += _glance_blocks(by_family, tests, controls, leaderboard, aucs, min_auc, alpha)
     blocks += _power_blocks(power, [cols[0] for cols in by_family.values() if cols])
-    blocks += _detector_blocks(detectors, aucs, min_auc) + _rank_blocks(ranks, list(tables))
+    blocks += _detector_blocks(detectors, aucs, min_auc) + _training_blocks(training, training_pics, rel)
+    blocks += _rank_blocks(ranks, list(tables))
     for family in tables:
         blocks += _family_blocks(family, by_family[family], leaderboard, ranks, tests, controls, aucs, min_auc,
                                  alpha)
