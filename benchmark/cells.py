@@ -17,13 +17,12 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
+from .needs import explainer_unmet
 from .registry import closure_hash
 from .suites import PluginConfig, Suite
 
 ENGINE_VERSION = 2
 HERE = Path(__file__).resolve().parent
-NEED_TO_CAPABILITY = {"reconstruction": "reconstructs", "layers": "layers", "embedding": "embeds"}
-DATASET_NEEDS = {"waveform", "tf_mask", "intervals", "audio"}
 
 
 def content_key(payload: dict[str, Any]) -> str:
@@ -65,7 +64,7 @@ class EvaluateCell:
     def interpreter_key(self) -> str:
         """Key of what the explainer learns (trained interpreters), independent of the metrics; an
         interpreter that learns without the detector is keyed by the dataset and seed instead."""
-        if not getattr(self.explainer.plugin.factory, "fit_uses_detector", True):
+        if not self.explainer.plugin.spec.fit_uses_detector:
             fitted_on = {"engine": ENGINE_VERSION, "dataset": self.train.dataset.identity(), "seed": self.train.seed}
             return content_key({"cell": "interpreter", "data": fitted_on, "explainer": self.explainer.identity()})
         return content_key({"cell": "interpreter", "train": self.train.key, "explainer": self.explainer.identity()})
@@ -108,17 +107,10 @@ def engine_hash(module: str) -> str:
     return closure_hash(HERE / module)
 
 
-def inapplicable(explainer: PluginConfig, detector: PluginConfig, dataset_caps: set[str]) -> str | None:
+def inapplicable(explainer: PluginConfig, detector: PluginConfig, dataset_provides: set[str]) -> str | None:
     """Why an explainer cannot run on this detector and dataset, or None when it can."""
-    needs = explainer.plugin.needs
-    caps = detector.plugin.capabilities
-    for need in sorted(needs):
-        cap = NEED_TO_CAPABILITY.get(need)
-        if cap and cap not in caps:
-            return f"{explainer.name} needs {need} but detector {detector.name} lacks capability {cap!r}"
-        if need in DATASET_NEEDS and need not in dataset_caps:
-            return f"{explainer.name} needs {need}, which the dataset does not provide"
-    return None
+    return explainer_unmet(explainer.name, explainer.plugin.needs, detector.name, detector.plugin.capabilities,
+                           dataset_provides)
 
 
 def _clips_of(explainer: PluginConfig, settings: dict[str, Any], default: tuple[tuple[str, Any], ...]

@@ -13,11 +13,12 @@ data on disk). What an adapter must satisfy:
   gradient left on the detector's parameters; the detector's weights, buffers and train/eval modes
   unchanged; pass counts finite and non-negative; `audio` `[B, N]` and `mask` `[B, F, T]` in [0, 1]
   where returned.
-- metric: a declared family and a boolean direction; per parameter `[B]` finite values and a `[B]` chance
-  level (or none) on the clips it scores (truth-carrying clips for truth metrics); the same values for the
-  same generator seed unless declared `stochastic`.
-- dataset: unique ids, labels 0 / 1 / None, no anomalous training clip, waveforms `[N]` at the grid's rate
-  or features on the grid, bool time-frequency masks on the grid, events inside the clip.
+- metric: per parameter `[B]` finite values and a `[B]` chance level (or none) on the clips it scores
+  (truth-carrying clips for truth metrics); the same values for the same generator seed unless declared
+  `stochastic`.
+- dataset: what it provides (waveform, truth kinds) among its declared `capabilities`; unique ids, labels
+  0 / 1 / None, no anomalous training clip, waveforms `[N]` at the grid's rate or features on the grid,
+  bool time-frequency masks on the grid, events inside the clip.
 
 A pair whose explainer needs what the detector or data lacks is skipped with the reason. Plugins
 may declare `test_params={...}` in their registration: small settings used only here.
@@ -37,6 +38,7 @@ from .detector import Budget, Detector, batched_scores
 from .errors import BenchmarkError
 from .explainer import Explainer
 from .features import FeatureSpec, power_mel, preset
+from .needs import DATASET_NEEDS, TRUTH_NEEDS, dataset_provides, metric_unmet
 from .registry import KINDS, Plugin, registry
 from .suites import PluginConfig
 from .types import Batch, Clip, Event, Explanation
@@ -45,7 +47,7 @@ from .workspace import seed_everything
 SPEC = preset("dcase").with_duration(0.5)  # 128 x 16: short keeps the checks of every plugin pair cheap
 BUDGET = Budget(epochs=1, patience=1, batch_size=8, max_seconds=120.0)
 N_GROUPS = 2
-DATA_PROVIDES = {"waveform", "tf_mask", "intervals", "audio"}
+DATA_PROVIDES = DATASET_NEEDS  # the conformance clips carry everything
 
 
 class ConformanceClips(Dataset):
@@ -106,7 +108,7 @@ def conformance_data(seed: int = 0) -> ConformanceData:
 
 def check_params(plugin: Plugin) -> dict:
     """A plugin's small settings for these checks (`test_params=` in its registration), else {}."""
-    return dict(plugin.extra.get("test_params", {}))
+    return dict(plugin.spec.test_params)
 
 
 def trained_detector(name: str, data: ConformanceData, device: torch.device | str = "cpu") -> Detector:
@@ -220,7 +222,7 @@ def explainer_problems(name: str, det: Detector, data: ConformanceData) -> list[
     if not _same(first, again):
         problems.append("two runs with the same generator seed give different maps (draw randomness from "
                         "the `generator` argument only)")
-    if plugin.extra.get("stochastic"):
+    if plugin.spec.stochastic:
         other = explainer.explain(det, batch, generator=torch.Generator().manual_seed(1))
         if _same(first, other):
             problems.append("declared stochastic, but another generator seed gives the same map")
@@ -277,8 +279,6 @@ def check_pair(detector: str, det: Detector, explainer: str, data: ConformanceDa
 METRIC_DETECTOR = "dense_ae"  # the cheapest detector: metrics are checked on its maps
 # explainers tried in order for a metric's explanation, the first one whose output meets the metric's needs
 METRIC_EXPLAINERS = ("saliency", "error_map", "lmac", "encodec_latent")
-FAMILIES = ("faithfulness", "deletion", "localisation", "temporal", "sanity", "robustness", "complexity", "lmac",
-            "synthesis", "audio_quality")
 DATASET_CLIPS = 6  # clips per split a dataset check reads
 
 
@@ -297,30 +297,23 @@ def _explained(ex: str, det: Detector, data: ConformanceData, batch: Batch) -> t
 
 def metric_problems(name: str, det: Detector, data: ConformanceData) -> tuple[str, list[str]]:
     """Metric `name` on an explanation of the conformance batch: (the explainer used, problems). A metric
-    returns `[B]` finite values per parameter and a chance level `[B]` (or none), gives the same values for
-    the same generator seed, and declares its family and direction with the right types."""
-    from .explain_step import metric_needs_unmet
+    returns `[B]` finite values per parameter and a chance level `[B]` (or none) and gives the same values for
+    the same generator seed (its family and direction are checked when it registers)."""
     from .metrics.context import MetricContext, MetricResult
     plugin = registry("metric").get(name)
     problems = []
-    family, direction = plugin.extra.get("family"), plugin.extra.get("higher_is_better")
-    if family not in FAMILIES:
-        problems.append(f"family={family!r}; declare one of {', '.join(FAMILIES)} in the registration")
-    if not isinstance(direction, bool):
-        problems.append(f"higher_is_better={direction!r}; declare True or False in the registration")
     device = det.tau.device
     batch = data.batch.to(device)
     capabilities = registry("detector").get(METRIC_DETECTOR).capabilities
     reason = "no explainer"
     for ex in METRIC_EXPLAINERS:
         explainer, expl = _explained(ex, det, data, batch)
-        reason = metric_needs_unmet(plugin.needs, DATA_PROVIDES, expl, capabilities)
+        reason = metric_unmet(plugin.needs, DATA_PROVIDES, expl, capabilities)
         if reason is None:
             break
     if reason is not None:
         return "-", [f"no conformance explainer meets its needs ({reason})"]
 
-    from .evaluation import TRUTH_NEEDS
     rows = torch.nonzero(batch.has_truth.cpu()).flatten() if plugin.needs & TRUTH_NEEDS else torch.arange(len(batch))
 
     def compute() -> MetricResult:
@@ -346,7 +339,7 @@ def metric_problems(name: str, det: Detector, data: ConformanceData) -> tuple[st
         if chance is not None and tuple(chance.shape) != (b,):
             problems.append(f"[{param}] chance has shape {tuple(chance.shape)}, want ({b},) or None")
     again = compute()
-    if not problems and not plugin.extra.get("stochastic") and any(
+    if not problems and not plugin.spec.stochastic and any(
             not torch.equal(v, again.values[k]) for k, v in first.values.items()):
         problems.append("two runs with the same generator seed differ (draw randomness from ctx.generator only)")
     return ex, problems
@@ -366,6 +359,10 @@ def dataset_problems(name: str, data_root: str | None = None) -> tuple[str, list
     dataset: Dataset = registry("dataset").make(name, **params)
     spec = dataset.spec
     problems, seen, counts = [], set(), {}
+    undeclared = sorted(dataset_provides(dataset) - plugin.capabilities)
+    if undeclared:
+        problems.append(f"provides {', '.join(undeclared)} but does not declare it: add it to capabilities= in "
+                        "the registration")
     for split in ("train", "test"):
         clips = []
         for clip in dataset.clips(split):

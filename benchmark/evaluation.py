@@ -26,22 +26,19 @@ from .explain_step import (
     StoredExplanations,
     batch_seed,
     check_explanation,
-    dataset_provides,
     example_files,
-    metric_needs_unmet,
-    needs_live,
     prepare_explainer,
     select_clips,
 )
 from .metrics.context import MetricContext, MetricResult
+from .needs import TRUTH_NEEDS, dataset_provides, metric_unmet, needs_live
 from .registry import registry
 from .store import DONE, FAILED, SKIPPED, DamagedFile
 from .training import clip_rows
 from .types import Batch, Explanation
 from .workspace import Workspace, seed_everything
 
-TRUTH_NEEDS = {"tf_mask", "intervals", "audio"}  # metrics scored only on clips that carry truth
-__all__ = ["dataset_provides", "run_evaluate_cell", "select_clips", "metric_subset"]
+__all__ = ["run_evaluate_cell", "select_clips", "metric_subset"]
 
 
 def metric_subset(n_clips: int, max_clips: int | None, seed: int) -> torch.Tensor:
@@ -236,12 +233,12 @@ def _score_batch(cell: EvaluateCell, pending: list[int], batch: Batch, expl: Exp
             continue
         metric = cell.metrics[i]
         plugin = metric.plugin
-        reason = metric_needs_unmet(plugin.needs, provides, expl, capabilities, live_only)
+        reason = metric_unmet(plugin.needs, provides, expl, capabilities, live_only)
         if reason:
             skipped[i] = reason
             continue
         keep = budgets[i][in_batch]
-        if plugin.needs & TRUTH_NEEDS:
+        if plugin.needs & TRUTH_NEEDS:  # scored only on the clips that carry truth
             keep = keep & batch.has_truth.cpu()
         sub = torch.nonzero(keep).flatten()
         if len(sub) == 0:

@@ -18,8 +18,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .cells import DATASET_NEEDS, EvaluateCell
-from .dataset import ClipTable, Dataset, notice
+from .cells import EvaluateCell
+from .dataset import ClipTable, notice
 from .detector import Budget, Detector
 from .errors import CellFailure
 from .explainer import Explainer
@@ -29,13 +29,6 @@ from .types import Batch, Explanation
 from .workspace import Workspace, seed_everything
 
 EXPLANATION_FILE = "explanation.pt"
-
-
-def dataset_provides(dataset: Dataset) -> set[str]:
-    caps = set(dataset.truth)
-    if dataset.has_waveforms:
-        caps.add("waveform")
-    return caps
 
 
 def select_clips(table: ClipTable, evaluate: dict[str, Any], seed: int) -> torch.Tensor:
@@ -86,31 +79,6 @@ def prepare_explainer(cell: EvaluateCell, ws: Workspace, detector: Detector,
             explainer.load_state_dict(state["state"])
             log = state.get("log", {})
     return explainer, log, files
-
-
-def metric_needs_unmet(needs: frozenset[str], provides: set[str], explanation: Explanation,
-                       capabilities: frozenset[str], live_only: tuple[str, ...] = ()) -> str | None:
-    """Why a metric cannot be computed in this cell, or None. `explanation_audio` needs the explainer's
-    audio; any other `explanation_<key>` needs `explanation.extra[<key>]` (or a live-only extra the explainer
-    gives when it runs)."""
-    for need in sorted(needs):
-        if need in DATASET_NEEDS and need not in provides:
-            return f"needs {need}, which the dataset does not provide"
-        if need == "explanation_audio":
-            if explanation.audio is None:
-                return "needs a listenable explanation, which this explainer does not return"
-        elif need.startswith("explanation_"):
-            key = need.removeprefix("explanation_")
-            if key not in explanation.extra and key not in live_only:
-                return f"needs the explainer's {key}, which this explainer does not return"
-        if need == "reconstruction" and "reconstructs" not in capabilities:
-            return "needs a reconstructing detector"
-    return None
-
-
-def needs_live(needs: frozenset[str], live_only: tuple[str, ...]) -> bool:
-    """True when a metric needs an extra that only a running explainer gives (not storable)."""
-    return any(n.removeprefix("explanation_") in live_only for n in needs if n.startswith("explanation_"))
 
 
 @dataclass

@@ -1,9 +1,12 @@
 """One registry pattern for the four plugin kinds: dataset, detector, explainer, metric.
 
-A plugin registers itself with a decorator and data-only metadata::
+A plugin registers itself with a decorator and data-only metadata, validated into its kind's frozen spec
+(`benchmark.specs`: an unknown key, need or base class is a one-line error at import)::
 
     @detectors.register("mae", summary="...", version=1, capabilities={"reconstructs"})
     class MaskedAE(Detector): ...
+
+Its defaults are its constructor's (`Plugin.defaults` reads the signature).
 
 Third-party packages add plugins through the entry-point group ``benchmark.adapters``: each entry
 point names a module that is imported (its decorators register) before the registry is read.
@@ -15,7 +18,7 @@ import difflib
 import inspect
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache, lru_cache
 from hashlib import sha256
 from importlib.metadata import entry_points
@@ -24,6 +27,8 @@ from typing import Any
 
 from .errors import BenchmarkError, UnknownPluginError
 from .integrity import check_name
+from .needs import Need
+from .specs import PluginSpec, build_spec, check_keys, declared_fields, signature_defaults
 
 KINDS = ("dataset", "detector", "explainer", "metric")
 ENTRY_POINT_GROUP = "benchmark.adapters"
@@ -31,17 +36,32 @@ ENTRY_POINT_GROUP = "benchmark.adapters"
 
 @dataclass(frozen=True)
 class Plugin:
-    """A registered factory (class or function) and its metadata."""
+    """A registered factory (class or function) and its metadata (`spec`, of the kind's spec class)."""
 
     kind: str
     name: str
     factory: Callable[..., Any]
     summary: str
     version: int
-    capabilities: frozenset[str] = frozenset()
-    needs: frozenset[str] = frozenset()
-    defaults: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    spec: PluginSpec | None = None
+
+    @property
+    def needs(self) -> frozenset[Need]:
+        return getattr(self.spec, "needs", frozenset())
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return getattr(self.spec, "capabilities", frozenset())
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The factory's keyword defaults, from its signature."""
+        return signature_defaults(self.kind, self.factory)
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """The spec's fields that differ from their defaults (needs and capabilities aside), as listings show."""
+        return declared_fields(self.spec)
 
     @property
     def source_file(self) -> Path:
@@ -179,22 +199,19 @@ class Registry:
         *,
         summary: str,
         version: int = 1,
-        capabilities: set[str] | frozenset[str] = frozenset(),
-        needs: set[str] | frozenset[str] = frozenset(),
-        defaults: dict[str, Any] | None = None,
-        **extra: Any,
+        **declared: Any,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator registering a factory under `name`; `declared` are the fields of the kind's spec
+        (`benchmark.specs.declarable(kind)`)."""
         check_name(name, f"{self.kind} plugin name")  # names become folders of the store and the tables
+        check_keys(self.kind, name, declared)
 
         def decorate(factory: Callable[..., Any]) -> Callable[..., Any]:
             if name in self._plugins and self._plugins[name].factory is not factory:
                 previous = self._plugins[name].source_file
                 raise ValueError(f"{self.kind} {name!r} is already registered by {previous}")
-            self._plugins[name] = Plugin(
-                kind=self.kind, name=name, factory=factory, summary=summary, version=version,
-                capabilities=frozenset(capabilities), needs=frozenset(needs),
-                defaults=dict(defaults or {}), extra=dict(extra),
-            )
+            self._plugins[name] = Plugin(kind=self.kind, name=name, factory=factory, summary=summary,
+                                         version=version, spec=build_spec(self.kind, name, factory, declared))
             return factory
 
         return decorate

@@ -8,8 +8,8 @@ import torch
 
 from .cells import EvaluateCell, expand, inapplicable
 from .dataset import notice
-from .evaluation import dataset_provides
 from .executors import Executor, Outcome
+from .needs import dataset_provides
 from .progress import RunProgress
 from .statistics import metric_specs
 from .store import DONE, FAILED, SKIPPED, Store

@@ -14,8 +14,8 @@ and the long per-clip rows (`benchmark.store.ROW_COLUMNS`).
 * *Against the control*: every explainer is also compared with the `random` control on the clips both
   were scored on, one-sided in the metric's direction (Holm over the explainers of a ranking): a map
   that does not beat a random one says nothing about the detector, whatever its rank.
-* A *headline* column is the summary of a metric that the rankings use: the plugin's `extra["headline"]`
-  when it names one, else for percentile metrics (`extra["params"] == "percentile"`) `[mean98_99]` (the
+* A *headline* column is the summary of a metric that the rankings use: the plugin's `spec.headline`
+  when it names one, else for percentile metrics (`spec.params == "percentile"`) `[mean98_99]` (the
   planer paper's mean over p ∈ {98, 99}) or `[max]`, else every parameter of the metric.
 """
 from __future__ import annotations
@@ -86,13 +86,10 @@ def metric_meta(metric: str) -> MetricMeta:
     if recorded is not None and metric in recorded:
         return recorded[metric]
     try:
-        extra = registry("metric").get(metric).extra
+        spec = registry("metric").get(metric).spec
     except BenchmarkError:
         return MetricMeta(OTHER_FAMILY, True)
-    headline = extra.get("headline", ())
-    headline = (headline,) if isinstance(headline, str) else tuple(headline)
-    return MetricMeta(str(extra.get("family", OTHER_FAMILY)), bool(extra.get("higher_is_better", True)),
-                      extra.get("params") == "percentile", headline, bool(extra.get("ranked", True)))
+    return MetricMeta(spec.family, spec.higher_is_better, spec.params == "percentile", spec.headline, spec.ranked)
 
 
 def split_column(column: str) -> tuple[str, str]:

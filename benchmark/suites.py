@@ -272,7 +272,7 @@ def _metric_configs(spec: Any, overrides: dict[str, Any], clips: dict[str, Any],
             raise BenchmarkError(f"suite file '{path}': [metric_params.{name}] names a metric the suite does not run")
     if not isinstance(clips, dict):
         raise BenchmarkError(f"suite file '{path}': [metric_clips] must be a table of metric or family = clips")
-    families = {str(reg.get(n).extra.get("family", "other")) for n in spec}
+    families = {reg.get(n).spec.family for n in spec}
     for name, count in clips.items():
         if name not in spec and name not in families:
             raise BenchmarkError(f"suite file '{path}': [metric_clips] {name!r} is neither a metric nor a family "
@@ -284,7 +284,7 @@ def _metric_configs(spec: Any, overrides: dict[str, Any], clips: dict[str, Any],
         params = {**dict(params), **dict(overrides.get(name, {}))}
         plugin = reg.get(name)
         _check_params(plugin, params, path)
-        budget = clips.get(name, clips.get(str(plugin.extra.get("family", "other"))))
+        budget = clips.get(name, clips.get(plugin.spec.family))
         out.append(PluginConfig("metric", name, params, max_clips=budget))
     return out
 

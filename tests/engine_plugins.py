@@ -15,7 +15,8 @@ from benchmark.types import Clip, Event, Explanation
 SPEC = preset("dcase").with_duration(1.0)  # 128 x 32
 
 
-@datasets.register("test-blobs", summary="engine tests: smooth noise, anomalies = a bright band", version=1)
+@datasets.register("test-blobs", summary="engine tests: smooth noise, anomalies = a bright band", version=1,
+                   capabilities={"intervals", "tf_mask"})
 class Blobs(Dataset):
     truth = frozenset({"intervals", "tf_mask"})
     has_waveforms = False

@@ -10,9 +10,9 @@ import torch
 
 from adapters.explainers.slime import segment_index
 from benchmark.errors import BenchmarkError
-from benchmark.evaluation import TRUTH_NEEDS
 from benchmark.metrics import band_mass, band_mass_spearman, band_share, band_top_hit, band_top_hit_chance
 from benchmark.metrics.context import MetricContext
+from benchmark.needs import TRUTH_NEEDS
 from benchmark.registry import registry
 from benchmark.types import Batch, Explanation
 

@@ -182,7 +182,7 @@ def test_checker_reports_a_broken_metric_and_a_broken_dataset(data, trained, mon
     from benchmark.types import Clip
 
     @metrics.register("test-wrong-shape", summary="returns [B, 2]", version=1, family="localisation",
-                      higher_is_better="yes")
+                      higher_is_better=True)
     def wrong_shape(ctx):
         return MetricResult(values={"": torch.zeros(len(ctx.batch), 2)})
 
@@ -196,9 +196,10 @@ def test_checker_reports_a_broken_metric_and_a_broken_dataset(data, trained, mon
                            waveform=torch.zeros(self.spec.n_samples))
 
     _, problems = conformance.metric_problems("test-wrong-shape", trained("dense_ae"), data)
-    assert "higher_is_better='yes'" in problems[0] and "has shape (3, 2), want (3,)" in problems[1]
+    assert problems == ["[] has shape (3, 2), want (3,)"]
     _, problems = conformance.dataset_problems("test-anomalous-train")
     assert any("anomalous training clip" in p for p in problems) and any("id repeated" in p for p in problems)
+    assert "provides waveform but does not declare it: add it to capabilities= in the registration" in problems
 
 
 def test_check_of_one_explainer_trains_only_the_named_detector():

@@ -333,10 +333,11 @@ def test_registry_metadata_states_needs_defaults_and_the_papers_values():
     assert reg.get("error_map").needs == {"reconstruction"}
     assert {n for n in OURS if reg.get(n).extra.get("stochastic")} == {"smoothgrad", "gradient_shap", "slime",
                                                                         "random"}
-    assert reg.get("smoothgrad").defaults == {"nt_samples": 25, "stdevs": 0.1, "abs": True, "noise": "relative"}
+    assert reg.get("smoothgrad").defaults == {"nt_samples": 25, "stdevs": 0.1, "abs": True, "noise": "relative",
+                                              "max_examples_per_forward": None}
     assert reg.get("integrated_gradients").defaults["n_steps"] == 50
     assert reg.get("gradient_shap").defaults == {"n_samples": 25, "stdevs": 0.09, "baseline": "zeros",
-                                                 "noise": "relative"}
+                                                 "noise": "relative", "max_examples_per_forward": None}
     assert reg.get("slime").defaults["n_samples"] == 1000 and reg.get("slime").defaults["kernel_width"] == 0.25
 
 

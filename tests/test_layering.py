@@ -49,10 +49,43 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def test_no_module_level_import_circle_in_the_engine():
+def engine_graph() -> dict[str, set[str]]:
+    """Module -> the engine modules importing it runs at module level: each one named, and the packages above
+    it (importing `benchmark.metrics.context` first runs `benchmark/metrics/__init__.py`)."""
     imports = module_imports()
-    graph = {m: {d for d in deps if d in imports and d != m} for m, deps in imports.items()}
+    graph: dict[str, set[str]] = {}
+    for m, deps in imports.items():
+        edges = set()
+        for d in deps:
+            parts = d.split(".")
+            edges.update(".".join(parts[:i]) for i in range(2, len(parts) + 1))
+        graph[m] = {d for d in edges if d in imports and d != m and not m.startswith(d + ".")}
+    return graph
+
+
+def module_level_closure(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(graph[m])
+    return seen
+
+
+def test_no_module_level_import_circle_in_the_engine():
+    graph = engine_graph()
     assert len(graph) > 30 and cycles(graph) == []
+    assert "benchmark.metrics" in graph["benchmark.evaluation"]  # the package edge is in the graph
+
+
+def test_the_registry_imports_no_plugin_at_module_level():
+    """Plugins import the registry; the registry reaches them only through the entry points."""
+    closure = module_level_closure(engine_graph(), "benchmark.registry")
+    assert {"benchmark.needs", "benchmark.specs", "benchmark.errors"} <= closure
+    assert not any(m == "benchmark.metrics" or m.startswith("benchmark.metrics.") for m in closure)
+    assert not any(d.split(".")[0] == "adapters" for m in closure for d in module_imports()[m])
+    assert {"torch", "numpy"}.isdisjoint({d.split(".")[0] for m in closure for d in module_imports()[m]})
 
 
 def test_the_cycle_finder_finds_a_circle():

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -72,7 +74,8 @@ def test_publish_reads_the_metric_facts_the_run_recorded(tmp_path, monkeypatch):
     assert manifest["metric_specs"]["test-band-mass"]["higher_is_better"] is True
     before = (folder / "leaderboard.csv").read_bytes()
     plugin = registry("metric").get("test-band-mass")
-    monkeypatch.setitem(plugin.extra, "higher_is_better", False)
+    flipped_spec = dataclasses.replace(plugin.spec, higher_is_better=False)
+    monkeypatch.setitem(registry("metric")._plugins, plugin.name, dataclasses.replace(plugin, spec=flipped_spec))
     from benchmark.leaderboard import publish
     again = publish(Store(tmp_path / "rec"), "rec", tmp_path / "again")
     assert (again / "leaderboard.csv").read_bytes() == before

@@ -26,9 +26,9 @@ def test_unknown_kind_is_a_usage_error():
 
 def test_duplicate_registration_from_another_factory_is_refused():
     reg = Registry("metric")
-    reg.register("m", summary="one")(lambda ctx: None)
+    reg.register("m", summary="one", family="complexity", higher_is_better=True)(lambda ctx: None)
     with pytest.raises(ValueError, match="already registered"):
-        reg.register("m", summary="two")(lambda ctx: None)
+        reg.register("m", summary="two", family="complexity", higher_is_better=True)(lambda ctx: None)
 
 
 def test_make_rejects_unknown_parameters_by_name():

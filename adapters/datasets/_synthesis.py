@@ -129,7 +129,10 @@ class RenderedClip:
 
 
 class SyntheticDataset(Dataset):
-    """A recipe-driven synthetic dataset; subclasses plan the clips and render the machine sound."""
+    """A recipe-driven synthetic dataset; subclasses plan the clips and render the machine sound.
+
+    `difficulty` in [0, 1] (0 = obvious anomalies, 1 = about chance); None takes the recipe's `difficulty`.
+    """
 
     recipe_name: ClassVar[str]
     layouts: ClassVar[tuple[str, ...]]

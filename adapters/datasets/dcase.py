@@ -97,8 +97,7 @@ def _csv_attributes(machine_dir: Path) -> dict[str, dict[str, str]]:
     summary="DCASE task 2 from disk: 2020/2021/2022-2024 layouts, dev_data and eval_data, attributes; "
             "ground_truth/*.npz when present",
     version=1,
-    capabilities={"waveforms"},
-    defaults={"part": "dev", "machines": None, "duration_s": None},
+    capabilities={"waveform", "intervals", "tf_mask"},
 )
 class DCASE(Dataset):
     """Clips of `<data_root>/{dev_data,eval_data}/<machine>/{train,test,source_test,target_test}/*.wav`.

@@ -10,14 +10,14 @@ from typing import Any
 import numpy as np
 
 from benchmark.errors import DataError
+from benchmark.needs import Need
 from benchmark.registry import datasets
 from benchmark.types import Event
 
 from ._sound_models import MACHINES, MachineSound, RenderContext, background, planer
 from ._synthesis import ClipPlan, SyntheticDataset, clip_rng, draw_parameters, recipe_value
 
-_TRUTH = {"intervals", "tf_mask", "audio", "waveforms"}
-_DEFAULTS = {"seed": 0, "size": "quick", "difficulty": "recipe", "recipe": None}
+_TRUTH = {Need.INTERVALS, Need.TF_MASK, Need.AUDIO, Need.WAVEFORM}
 
 
 @datasets.register(
@@ -26,7 +26,6 @@ _DEFAULTS = {"seed": 0, "size": "quick", "difficulty": "recipe", "recipe": None}
             "ground truth, 16 kHz dcase grid",
     version=1,
     capabilities=_TRUTH,
-    defaults=_DEFAULTS,
     test_params={"size": "tiny"},
     layout="dcase",
 )
@@ -101,7 +100,6 @@ class SyntheticMachines(SyntheticDataset):
             "broken_board and uneven_thick_wood anomalies, whole-second annotations, 20 kHz planer grid",
     version=1,
     capabilities=_TRUTH,
-    defaults=_DEFAULTS,
     test_params={"size": "tiny"},
     layout="planer",
 )

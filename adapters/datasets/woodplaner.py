@@ -46,8 +46,7 @@ class PlanerFile:
     summary="wood-planer release from disk: 80x401 .pt log-mel tensors and/or wav, whole-second annotations; "
             "ground_truth/*.npz when present",
     version=1,
-    capabilities={"intervals"},
-    defaults={"annotations": None},
+    capabilities={"waveform", "intervals", "tf_mask"},
 )
 class WoodPlaner(Dataset):
     """Clips of `<data_root>/training/<group>/`, `evaluation/normal/` and `evaluation/anomalies/<kind>/`.

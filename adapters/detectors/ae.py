@@ -13,7 +13,6 @@ from ._skip_cae import SkipCAEDetector
     summary="Skip-CAE-Transformer autoencoder (planer paper), score = mean squared reconstruction error",
     version=1,
     capabilities={"reconstructs", "layers"},
-    defaults={"lr": 1e-3, "weight_decay": 0.01, "t_0": 5, "eta_min": 1e-5},
 )
 class SkipCAE(SkipCAEDetector):
     """Trained on the mean squared error over all bins, the same quantity it scores with."""

@@ -67,9 +67,6 @@ def _fbank_normalisation(folder: Path) -> tuple[float, float, bool]:
             "its patch tokens (or pooled embedding) to the k nearest normal training ones (cosine by default)",
     version=2,
     capabilities={"embeds", "layers"},
-    defaults={"k": 1, "metric": "cosine", "pooling": "patch", "top_fraction": 0.1, "hidden_size": 192,
-              "num_layers": 4, "num_heads": 3, "patch": 16, "lr": None, "weight_decay": 0.01,
-              "mel_shifts": [0, -4, 4], "pretrained": None},
 )
 class ASTKNN(Detector):
     """AST embedding + kNN memory bank.

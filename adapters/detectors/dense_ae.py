@@ -25,7 +25,6 @@ def _block(n_in: int, n_out: int) -> list[nn.Module]:
     summary="DCASE baseline AE: 5 stacked frames, 128x4-8-128x4 dense layers, score = mean MSE",
     version=2,
     capabilities={"reconstructs"},
-    defaults={"frames": 5, "hidden": 128, "bottleneck": 8, "lr": 1e-3},
 )
 class DenseAE(Detector):
     """x `[B, 1, F, T]` -> vectors `[B, T-frames+1, frames*F]` -> dense AE; error spread back to bins."""

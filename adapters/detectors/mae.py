@@ -14,7 +14,6 @@ from ._skip_cae import SkipCAEDetector, patch_mask
     summary="Skip-CAE-Transformer trained with 30 % of 4x4 patches zeroed, loss on masked bins; scored unmasked",
     version=1,
     capabilities={"reconstructs", "layers"},
-    defaults={"mask_ratio": 0.3, "patch": 4, "lr": 1e-3, "weight_decay": 0.01, "t_0": 5, "eta_min": 1e-5},
 )
 class MaskedSkipCAE(SkipCAEDetector):
     """Every training access masks exactly `mask_ratio` of the non-overlapping `patch`x`patch` squares of

@@ -51,8 +51,6 @@ CPU_EXAMPLES, GPU_EXAMPLES = 8, 64
 @explainers.register("encodec_latent", summary="Integrated Gradients over an EnCodec latent; top elements kept, the "
                      "rest from a noise latent, decoded into a listenable explanation", version=1,
                      needs={"gradients", "waveform", "training"},
-                     defaults={"keep": 0.21, "n_steps": 50, "baseline": "zeros", "n_filters": 4, "lstm": 1,
-                               "train_clips": 256},
                      test_params={"n_steps": 2, "n_filters": 2})
 class EncodecLatent(Explainer):
     """`keep`: fraction of latent elements kept in the explanation. `pretrained`: a folder holding

@@ -15,7 +15,7 @@ LAYER = "gradcam"
 
 
 @explainers.register("grad_cam", summary="Captum LayerGradCam on layers()['gradcam'], signed, bilinear to the grid",
-                     version=1, needs={"gradients", "layers"}, defaults={"relu_attributions": False})
+                     version=1, needs={"gradients", "layers"})
 class GradCam(Explainer):
     """Channel weights = spatial mean of the score's gradient; map = weighted channel sum, kept
     signed by default (`relu_attributions=False`, the planer paper), resized bilinearly to `[F, T]`."""

@@ -27,7 +27,6 @@ from ._captum import (
 
 @explainers.register("gradient_shap", summary="Captum GradientShap from zeros or the reference, signed",
                      version=2, needs={"gradients"}, stochastic=True,
-                     defaults={"n_samples": 25, "stdevs": 0.09, "baseline": "zeros", "noise": "relative"},
                      test_params={"n_samples": 3})
 class GradientShapMap(Explainer):
     """Captum's GradientShap has no knob for samples per forward, so the `n_samples` are split into

@@ -14,7 +14,6 @@ from ._captum import baseline_forward_passes, baseline_of, check_baseline, clip_
 
 @explainers.register("integrated_gradients", summary="Captum IntegratedGradients from zeros or the reference, signed",
                      version=1, needs={"gradients"},
-                     defaults={"n_steps": 50, "method": "gausslegendre", "baseline": "zeros"},
                      test_params={"n_steps": 4})
 class IntegratedGradientsMap(Explainer):
     """`internal_batch_size` is Captum's name for the examples per forward (it sets

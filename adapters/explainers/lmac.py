@@ -71,8 +71,6 @@ class SpectralInterpreter(nn.Module):
     summary="L-MAC: mel-grid mask from the detector's hidden maps, listenable by iSTFT with the input phase",
     version=1,
     needs={"waveform", "training"},
-    defaults={"hidden_width": 16, "lambda_in": 5.0, "lambda_out": 0.2, "lambda_reg": 6.0, "lr": 2e-4,
-              "weight_decay": 2e-6, "augment": 0.5, "train_clips": 128},
     test_params={"hidden_width": 4},
 )
 class LMAC(TrainedInterpreter):

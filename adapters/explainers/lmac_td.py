@@ -131,10 +131,6 @@ class TimeDomainInterpreter(nn.Module):
     summary="L-MAC-TD: dual-path transformer mask on a learned filterbank, from the detector's hidden maps",
     version=1,
     needs={"waveform", "training"},
-    defaults={"alpha": 0.75, "n_filters": 64, "chunk_size": 200, "num_layers": 1, "intra_layers": 1,
-              "inter_layers": 1, "n_heads": 4, "d_ffn": 128, "hidden_width": 16, "lambda_in": 5.0,
-              "lambda_out": 0.2, "lambda_reg": 6.0, "lambda_rec": 1.0, "lr": 2e-4, "weight_decay": 2e-6,
-              "augment": 0.5, "train_clips": 128},
     reference_sizes={"n_filters": 256, "chunk_size": 250, "num_layers": 2, "intra_layers": 4, "inter_layers": 2},
     test_params={"n_filters": 32, "chunk_size": 50, "d_ffn": 32, "hidden_width": 4},
 )

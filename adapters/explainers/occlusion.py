@@ -22,8 +22,7 @@ from ._captum import (
 
 
 @explainers.register("occlusion", summary="Captum Occlusion: score drop when a patch is replaced by the reference",
-                     version=1, defaults={"sliding_window_shapes": (16, 16), "strides": None, "baseline": "reference"},
-                     test_params={"sliding_window_shapes": (32, 16)})
+                     version=1, test_params={"sliding_window_shapes": (32, 16)})
 class OcclusionMap(Explainer):
     """Patches of `sliding_window_shapes = (mel bins, frames)` every `strides` (default: the window,
     i.e. non-overlapping; the last patch on each axis is cropped at the grid's edge). A bin's value

@@ -12,7 +12,7 @@ from ._captum import clip_slices, score_function
 
 
 @explainers.register("saliency", summary="Captum Saliency: |d score / d x| per bin", version=1,
-                     needs={"gradients"}, defaults={"abs": True})
+                     needs={"gradients"})
 class SaliencyMap(Explainer):
     """`abs=True` (the planer paper) keeps the gradient magnitude; `abs=False` the signed gradient."""
 

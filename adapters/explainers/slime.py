@@ -88,8 +88,6 @@ def weighted_ridge(features: torch.Tensor, target: torch.Tensor, weight: torch.T
 @explainers.register(
     "slime", summary="SoundLIME for one-class detectors: segments off -> reference, weighted Ridge surrogate",
     version=1, stochastic=True,
-    defaults={"segmentation": "time_frequency", "n_segments": None, "n_samples": 1000, "target": "probability",
-              "kernel_width": 0.25, "alpha": 1.0},
     test_params={"n_samples": 16},
 )
 class Slime(Explainer):

@@ -20,7 +20,6 @@ from ._captum import check_noise, clip_slices, global_rng_from, noise_spread, sa
 
 @explainers.register("smoothgrad", summary="Captum NoiseTunnel(Saliency): mean |gradient| over noisy copies",
                      version=2, needs={"gradients"}, stochastic=True,
-                     defaults={"nt_samples": 25, "stdevs": 0.1, "abs": True, "noise": "relative"},
                      test_params={"nt_samples": 3})
 class SmoothGrad(Explainer):
     """`stdevs`: the noise standard deviation, relative to each clip's spread (`noise="relative"`) or in

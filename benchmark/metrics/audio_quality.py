@@ -16,10 +16,11 @@ from __future__ import annotations
 import torch
 
 from ..features import FeatureSpec, LogMel
+from ..needs import Need
 from ..registry import metrics
 from .context import MetricContext, MetricResult
 
-AUDIO_NEEDS = {"audio", "explanation_audio"}
+AUDIO_NEEDS = {Need.AUDIO, Need.EXPLANATION_AUDIO}
 
 
 def si_sdr(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -107,7 +107,7 @@ def band_top_hit_chance(tf_mask: torch.Tensor, n_bands: int = N_BANDS) -> torch.
 # --- registered forms ------------------------------------------------------------------------------
 
 @metrics.register("band_mass_spearman", version=1, needs={"tf_mask"}, family="localisation",
-                  higher_is_better=True, defaults={"n_bands": N_BANDS},
+                  higher_is_better=True,
                   summary="Spearman correlation of the map's positive mass and the truth's share over n_bands "
                           "frequency bands (chance 0)")
 def band_mass_spearman_metric(ctx: MetricContext, *, n_bands: int = N_BANDS) -> MetricResult:
@@ -117,7 +117,6 @@ def band_mass_spearman_metric(ctx: MetricContext, *, n_bands: int = N_BANDS) -> 
 
 
 @metrics.register("band_top_hit", version=1, needs={"tf_mask"}, family="localisation", higher_is_better=True,
-                  defaults={"n_bands": N_BANDS},
                   summary="1 if the map's top-mass frequency band is a top-share band of the truth "
                           "(chance = top-share bands / n_bands)")
 def band_top_hit_metric(ctx: MetricContext, *, n_bands: int = N_BANDS) -> MetricResult:

@@ -80,13 +80,13 @@ def _curves(ctx: MetricContext, n_steps: int) -> tuple[torch.Tensor, torch.Tenso
 
 @metrics.register("deletion_auc", summary="area under the MoRF deletion curve: score relative to s(x) as the most "
                   "relevant bins are replaced by the reference in n steps (lower = more faithful)", version=1,
-                  family="deletion", higher_is_better=False, defaults={"n_steps": 10})
+                  family="deletion", higher_is_better=False)
 def deletion_auc_metric(ctx: MetricContext, *, n_steps: int = 10) -> MetricResult:
     return result(ctx, {"": area_under_curve(_curves(ctx, n_steps)[0])})
 
 
 @metrics.register("insertion_auc", summary="area under the MoRF insertion curve: score relative to s(x) as the most "
                   "relevant bins of x are put back into the reference in n steps", version=1,
-                  family="deletion", higher_is_better=True, defaults={"n_steps": 10})
+                  family="deletion", higher_is_better=True)
 def insertion_auc_metric(ctx: MetricContext, *, n_steps: int = 10) -> MetricResult:
     return result(ctx, {"": area_under_curve(_curves(ctx, n_steps)[1])})

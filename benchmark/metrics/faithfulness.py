@@ -102,8 +102,7 @@ def _peak_replaced_scores(ctx: MetricContext, selection: str) -> torch.Tensor:
 
 @metrics.register("ff", summary="planer faithfulness, frame-based: max(0, 1 - s(x')/s(x)) with the p-th percentile "
                   "share of frames of the frequency-summed attribution replaced by the reference",
-                  version=2, family="faithfulness", higher_is_better=True, params="percentile",
-                  defaults={"selection": "area"})
+                  version=2, family="faithfulness", higher_is_better=True, params="percentile")
 def ff_metric(ctx: MetricContext, *, selection: str = "area") -> MetricResult:
     values = faithfulness_from_scores(ctx.scores, _peak_replaced_scores(ctx, selection))
     return result(ctx, by_percentile(ctx.percentiles, values))
@@ -111,8 +110,7 @@ def ff_metric(ctx: MetricContext, *, selection: str = "area") -> MetricResult:
 
 @metrics.register("ff_norm", summary="faithfulness relative to the excess over normal: the score drop of ff's "
                   "replacement divided by s(x) - median normal score, clipped to [0, 1]",
-                  version=2, family="faithfulness", higher_is_better=True, params="percentile",
-                  defaults={"selection": "area"})
+                  version=2, family="faithfulness", higher_is_better=True, params="percentile")
 def ff_norm_metric(ctx: MetricContext, *, selection: str = "area") -> MetricResult:
     values = normalised_faithfulness_from_scores(ctx.scores, _peak_replaced_scores(ctx, selection),
                                                  ctx.detector.normal_median_score)
@@ -123,7 +121,7 @@ def ff_norm_metric(ctx: MetricContext, *, selection: str = "area") -> MetricResu
                   "restricted to annotated frames, replaced by the reference (published for planer-paper parity, "
                   "not ranked: a map with peaks everywhere replaces the whole annotation, so the random map wins)",
                   version=2, needs={"intervals"}, family="faithfulness", higher_is_better=True, params="percentile",
-                  defaults={"selection": "area"}, ranked=False)
+                  ranked=False)
 def ff_segment_metric(ctx: MetricContext, *, selection: str = "area") -> MetricResult:
     values = ff_segment(ctx.detector.score, ctx.batch.x, reference_of(ctx), ctx.explanation.attribution,
                         ctx.batch.frame_labels, chunk_frames=chunk_frames_for(ctx.spec.frames_per_second),

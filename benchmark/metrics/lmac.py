@@ -126,12 +126,11 @@ def _targets(probs_x: torch.Tensor) -> dict[str, torch.Tensor]:
                                                                         device=probs_x.device)}
 
 
-_DEFAULTS = {"mask_fraction": 0.2, "fill": "normal_band_mean"}
 _SUMMARY = " (calibrated anomaly probability; param = explained class: the detector's prediction or 'anomalous')"
 
 
 @metrics.register("ai", summary="L-MAC average increase: 100 * 1[p_c(masked-in) > p_c(x)]" + _SUMMARY, version=2,
-                  family="lmac", higher_is_better=True, params="mode", defaults=_DEFAULTS)
+                  family="lmac", higher_is_better=True, params="mode")
 def ai_metric(ctx: MetricContext, *, mask_fraction: float = 0.2, fill: str = "normal_band_mean") -> MetricResult:
     probs_x, probs_in, _ = _probabilities(ctx, mask_fraction, fill)
     return result(ctx, {m: ai(probs_x, probs_in, c) for m, c in _targets(probs_x).items()})
@@ -139,7 +138,7 @@ def ai_metric(ctx: MetricContext, *, mask_fraction: float = 0.2, fill: str = "no
 
 @metrics.register("ad", summary="L-MAC average drop: 100 * max(0, p_c(x) - p_c(masked-in)) / p_c(x); compat=True "
                   "applies the reference's second softmax" + _SUMMARY, version=2, family="lmac",
-                  higher_is_better=False, params="mode", defaults={**_DEFAULTS, "compat": False})
+                  higher_is_better=False, params="mode")
 def ad_metric(ctx: MetricContext, *, mask_fraction: float = 0.2, compat: bool = False,
               fill: str = "normal_band_mean") -> MetricResult:
     probs_x, probs_in, _ = _probabilities(ctx, mask_fraction, fill)
@@ -147,22 +146,21 @@ def ad_metric(ctx: MetricContext, *, mask_fraction: float = 0.2, compat: bool = 
 
 
 @metrics.register("ag", summary="L-MAC average gain: 100 * max(0, p_c(masked-in) - p_c(x)) / (1 - p_c(x))" + _SUMMARY,
-                  version=2, family="lmac", higher_is_better=True, params="mode", defaults=_DEFAULTS)
+                  version=2, family="lmac", higher_is_better=True, params="mode")
 def ag_metric(ctx: MetricContext, *, mask_fraction: float = 0.2, fill: str = "normal_band_mean") -> MetricResult:
     probs_x, probs_in, _ = _probabilities(ctx, mask_fraction, fill)
     return result(ctx, {m: ag(probs_x, probs_in, c) for m, c in _targets(probs_x).items()})
 
 
 @metrics.register("ff_out", summary="L-MAC faithfulness: p_c(x) - p_c(masked-out)" + _SUMMARY, version=2,
-                  family="lmac", higher_is_better=True, params="mode", defaults=_DEFAULTS)
+                  family="lmac", higher_is_better=True, params="mode")
 def ff_out_metric(ctx: MetricContext, *, mask_fraction: float = 0.2, fill: str = "normal_band_mean") -> MetricResult:
     probs_x, _, probs_out = _probabilities(ctx, mask_fraction, fill)
     return result(ctx, {m: ff_out(probs_x, probs_out, c) for m, c in _targets(probs_x).items()})
 
 
 @metrics.register("fid_in", summary="L-MAC input fidelity: 1 if the masked-in input keeps the explained class"
-                  + _SUMMARY, version=2, family="lmac", higher_is_better=True, params="mode",
-                  defaults=_DEFAULTS)
+                  + _SUMMARY, version=2, family="lmac", higher_is_better=True, params="mode")
 def fid_in_metric(ctx: MetricContext, *, mask_fraction: float = 0.2, fill: str = "normal_band_mean") -> MetricResult:
     probs_x, probs_in, _ = _probabilities(ctx, mask_fraction, fill)
     return result(ctx, {m: fid_in(probs_in, c) for m, c in _targets(probs_x).items()})

@@ -11,6 +11,7 @@ positive relevance has relevance mass accuracy = truth fraction; an empty truth 
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 
 import torch
@@ -145,6 +146,10 @@ def _bind(view: Callable[[MetricContext], tuple[torch.Tensor, torch.Tensor]], va
     def metric(ctx: MetricContext, **params) -> MetricResult:
         attribution, truth = view(ctx)
         return MetricResult(values=values_of(ctx, attribution, truth, **params), chance=chance(ctx, truth))
+    # the parameters (and their defaults) are `values_of`'s keywords: what suites may set and listings show
+    keywords = [p for p in inspect.signature(values_of).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=MetricContext)
+    metric.__signature__ = inspect.Signature([context, *keywords], return_annotation=MetricResult)
     return metric
 
 
@@ -189,9 +194,9 @@ _register("relevance_rank_accuracy", "share of the |truth| top-ranked bins that 
           _scalar(relevance_rank_accuracy))
 _register("pointing_game", "1 if the map's maximum lies in the truth", _scalar(pointing_game))
 _register("top_k_intersection", "share of the top-k bins (k = top_fraction of the bins) that are truth",
-          _top_k_values, defaults={"top_fraction": 0.05})
+          _top_k_values)
 _register("pixel_auroc", "ROC AUC of the map as a per-bin truth detector (chance 0.5)", _scalar(pixel_auroc),
           chance=_half)
 _register("pixel_auprc", "average precision of the map as a per-bin truth detector", _scalar(pixel_auprc))
 _register("iou_at_percentile", "IoU of the map's p-th percentile share of bins with the truth", _iou_values,
-          chance=_iou_chance, params="percentile", defaults={"selection": "area"})
+          chance=_iou_chance, params="percentile")

@@ -95,8 +95,7 @@ def _explain_perturbed(ctx: MetricContext) -> Callable[[torch.Tensor], torch.Ten
 @metrics.register("sensitivity_max", summary="Captum sensitivity_max: largest relative change of the map when the "
                   "input (waveform, else log-mel) is perturbed uniformly within perturb_radius x the clip's std "
                   "(lower = more robust)",
-                  version=1, family="robustness", higher_is_better=False,
-                  defaults={"n_perturb_samples": 4, "perturb_radius": 0.05})
+                  version=1, family="robustness", higher_is_better=False)
 def sensitivity_max_metric(ctx: MetricContext, *, n_perturb_samples: int = 4,
                            perturb_radius: float = 0.05) -> MetricResult:
     inputs = ctx.batch.x if ctx.batch.waveform is None else ctx.batch.waveform
@@ -108,8 +107,7 @@ def sensitivity_max_metric(ctx: MetricContext, *, n_perturb_samples: int = 4,
 
 @metrics.register("infidelity", summary="Captum infidelity (normalised): expected squared gap between the map's "
                   "linear prediction and the score change under Gaussian log-mel noise (lower = more faithful)",
-                  version=1, family="robustness", higher_is_better=False,
-                  defaults={"n_perturb_samples": 10, "stdevs": 0.05})
+                  version=1, family="robustness", higher_is_better=False)
 def infidelity_metric(ctx: MetricContext, *, n_perturb_samples: int = 10, stdevs: float = 0.05) -> MetricResult:
     values = infidelity(ctx.detector.score, ctx.batch.x, ctx.explanation.attribution, generator=ctx.generator,
                         n_perturb_samples=n_perturb_samples, stdevs=stdevs)

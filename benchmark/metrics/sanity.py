@@ -159,8 +159,7 @@ def _randomised_maps(ctx: MetricContext, n_steps: int) -> torch.Tensor:
 
 @metrics.register("randomisation_spearman", summary="cascading layer randomisation of the detector (top down): "
                   "Spearman rank correlation of the original and the re-explained map (lower = passes)",
-                  version=1, family="sanity", higher_is_better=False, params="layers randomised",
-                  defaults={"n_steps": 3})
+                  version=1, family="sanity", higher_is_better=False, params="layers randomised")
 def randomisation_spearman_metric(ctx: MetricContext, *, n_steps: int = 3) -> MetricResult:
     values = randomisation_spearman(ctx.explanation.attribution, _randomised_maps(ctx, n_steps))
     return result(ctx, dict(zip(cascade_labels(n_steps), values, strict=True)))
@@ -168,8 +167,7 @@ def randomisation_spearman_metric(ctx: MetricContext, *, n_steps: int = 3) -> Me
 
 @metrics.register("randomisation_ssim", summary="cascading layer randomisation of the detector (top down): SSIM "
                   "of the original and the re-explained map, each scaled to [0, 1] (lower = passes)",
-                  version=1, family="sanity", higher_is_better=False, params="layers randomised",
-                  defaults={"n_steps": 3})
+                  version=1, family="sanity", higher_is_better=False, params="layers randomised")
 def randomisation_ssim_metric(ctx: MetricContext, *, n_steps: int = 3) -> MetricResult:
     values = randomisation_ssim(ctx.explanation.attribution, _randomised_maps(ctx, n_steps))
     return result(ctx, dict(zip(cascade_labels(n_steps), values, strict=True)))

@@ -28,6 +28,7 @@ from typing import Protocol
 import torch
 
 from ..features import LogMel
+from ..needs import Need
 from ..registry import metrics
 from ._passes import examples_per_forward, shared
 from ._ranking import descending_rank
@@ -187,7 +188,7 @@ def _by_keep_percent(values: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 # the live codec (`extra["synthesis"]`) cannot be stored: these metrics run with the explainer
-LATENT_NEEDS = {"explanation_latent", "explanation_synthesis"}
+LATENT_NEEDS = {Need.EXPLANATION_LATENT, Need.EXPLANATION_SYNTHESIS}
 SWEEP_PASSES = float(len(KEEP_PERCENT) + 1)  # one decode + detector pass per fraction, and the reference
 INPUT_IG_PASSES = float(INPUT_IG_STEPS + len(KEEP_PERCENT) + 1)
 
@@ -224,7 +225,7 @@ def drop_random_metric(ctx: MetricContext) -> MetricResult:
 
 @metrics.register("agreement_input_ig", summary="baseline of agreement: the top-q % waveform samples by input-space "
                   "Integrated Gradients kept, the rest zeroed; compared with the decision on the clip",
-                  version=1, needs=LATENT_NEEDS | {"waveform"}, family="synthesis", higher_is_better=True,
+                  version=1, needs=LATENT_NEEDS | {Need.WAVEFORM}, family="synthesis", higher_is_better=True,
                   params="keep_percent")
 def agreement_input_ig_metric(ctx: MetricContext) -> MetricResult:
     values = synthesis_agreement(_input_ig_decisions(ctx, "kept"), _clip_decisions(ctx))
@@ -233,7 +234,7 @@ def agreement_input_ig_metric(ctx: MetricContext) -> MetricResult:
 
 
 @metrics.register("drop_input_ig", summary="baseline of drop: the top-q % waveform samples by input-space "
-                  "Integrated Gradients zeroed", version=1, needs=LATENT_NEEDS | {"waveform"}, family="synthesis",
+                  "Integrated Gradients zeroed", version=1, needs=LATENT_NEEDS | {Need.WAVEFORM}, family="synthesis",
                   higher_is_better=True, params="keep_percent")
 def drop_input_ig_metric(ctx: MetricContext) -> MetricResult:
     values = synthesis_drop(_input_ig_decisions(ctx, "removed"), _clip_decisions(ctx))
@@ -243,7 +244,7 @@ def drop_input_ig_metric(ctx: MetricContext) -> MetricResult:
 
 @metrics.register("codec_si_sdr", summary="SI-SDR (dB) of the codec reconstruction Dec(Enc(w)) against the clip: "
                   "the quality of the codec the synthesis explanation is built on", version=1,
-                  needs=LATENT_NEEDS | {"waveform"}, family="synthesis", higher_is_better=True)
+                  needs=LATENT_NEEDS | {Need.WAVEFORM}, family="synthesis", higher_is_better=True)
 def codec_si_sdr_metric(ctx: MetricContext) -> MetricResult:
     return MetricResult(values={"": si_sdr(ctx.explanation.extra["codec_reconstruction"], ctx.batch.waveform)})
 

@@ -181,8 +181,7 @@ def random_map_chance(score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor
 
 @metrics.register("chunk_f1", summary="planer temporal overlap: per-clip F1 of 1-s chunks holding an attribution "
                   "peak (the p-th percentile share of frames of the frequency-summed map) against annotated chunks",
-                  version=2, needs={"intervals"}, family="temporal", higher_is_better=True, params="percentile",
-                  defaults={"selection": "area"})
+                  version=2, needs={"intervals"}, family="temporal", higher_is_better=True, params="percentile")
 def chunk_f1_metric(ctx: MetricContext, *, selection: str = "area") -> MetricResult:
     def score(attribution: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return chunk_f1(attribution, labels, chunk_frames=chunk_frames_for(ctx.spec.frames_per_second),
@@ -209,9 +208,7 @@ EVENT_THRESHOLDS = ("events", "percentile")
                   "or the p-th percentile share: threshold = 'percentile'), gaps up to 0.5 s joined, against "
                   "annotated events",
                   version=4, needs={"intervals"}, family="temporal", higher_is_better=True, params="percentile",
-                  headline=("events",),
-                  defaults={"collar_s": 0.2, "offset_fraction": 0.5, "min_gap_s": 0.5, "selection": "area",
-                            "threshold": "events"})
+                  headline=("events",))
 def event_f1_metric(ctx: MetricContext, *, collar_s: float = 0.2, offset_fraction: float = 0.5,
                     min_gap_s: float = 0.5, selection: str = "area", threshold: str = "events") -> MetricResult:
     if threshold not in EVENT_THRESHOLDS:
