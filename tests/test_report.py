@@ -238,7 +238,7 @@ def test_manifest_records_provenance(published):
 def test_csvs_are_byte_identical_across_publishes(published):
     out, again = published
     names = sorted(p.name for p in out.glob("*.csv"))
-    assert names == sorted(p.name for p in again.glob("*.csv")) and len(names) == 10
+    assert names == sorted(p.name for p in again.glob("*.csv")) and len(names) == 11
     assert {"claims.csv", "power.csv"} <= set(names)
     for name in names:
         assert (out / name).read_bytes() == (again / name).read_bytes(), name
