@@ -19,7 +19,7 @@ from .errors import BenchmarkError
 from .needs import DETECTOR_CAPABILITIES, Need, parse_needs
 
 FAMILIES = ("faithfulness", "deletion", "localisation", "temporal", "sanity", "robustness", "complexity", "lmac",
-            "synthesis", "audio_quality")
+            "synthesis", "audio_quality", "other")  # other: a metric that fits none of the rest
 
 
 class ContractError(BenchmarkError, ValueError):
