@@ -607,10 +607,10 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
 
     _stage(stages, "figures and audio")
     frequency_pics = frequency_figures(frequency, folder / "figures")
-    training_pics = [p for p in training_figures(training, folder / "figures", FigureCache(store.root)) if p]
+    figure_cache = FigureCache(store.root)  # hashes the plotting code once for every figure below
+    training_pics = [p for p in training_figures(training, folder / "figures", figure_cache) if p]
     cells = example_folders(store, manifest)
-    pics = _write_figures(folder, leaderboard, metas, by_family, agreement, cells, aucs, min_auc,
-                          FigureCache(store.root))
+    pics = _write_figures(folder, leaderboard, metas, by_family, agreement, cells, aucs, min_auc, figure_cache)
     audio = copy_audio(cells, folder)
 
     rel = lambda p: p.relative_to(folder).as_posix()  # noqa: E731
