@@ -168,6 +168,12 @@ def claims_table(leaderboard: pd.DataFrame, rows: pd.DataFrame, alpha: float = 0
             add("L-MAC-TD audio closer to the true anomaly than L-MAC (SI-SDR to the anomaly, dB)", LMAC_PAPER,
                 "better audio quality at comparable faithfulness (user study)", dataset, det,
                 "one-sided paired Wilcoxon over clips; faithfulness compared in lmac.csv", comp)
+            levels = [(what, clips(dataset, det, "lmac", "si_sdr", param)) for what, param in
+                      (("the clip itself", "input"), ("the ideal mask", "oracle"))]
+            levels = [f"{what} {v.mean():.1f} dB" for what, v in levels if v is not None and len(v)]
+            if levels:  # the reference levels on L-MAC's clips, to read both interpreters against
+                row = out[-1]
+                row["reason"] = "; ".join(filter(None, [row["reason"], "references: " + ", ".join(levels)]))
         for det in sorted(set(leaderboard[(leaderboard.dataset == dataset)
                                           & (leaderboard.explainer == "encodec_latent")].detector)):
             for metric, paper in (("agreement", "up to 97.1 % agreement"), ("drop", "up to 85 % accuracy drop")):

@@ -23,6 +23,7 @@ from .metrics.detection import detection_table
 from .progress import Counter
 from .provenance import RESULTS_FILE
 from .publish_cache import cached_frame
+from .references import is_reference, without_references
 from .report import write_report
 from .statistics import degenerate_columns, metric_meta, recorded_specs
 from .store import Store, atomic_write_bytes
@@ -139,13 +140,13 @@ def leaderboard_table(rows: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
     if table.empty:
         return pd.DataFrame(columns=KEYS + ["status"])
     ranks = {}
-    for col in sorted(c for c in table.columns if c.endswith(".mean")):
+    for col in sorted(c for c in table.columns if c.endswith(".mean") and not is_reference(c)):
         metric = col.split("[")[0].removesuffix(".mean")
         ranks[col.removesuffix(".mean") + ".rank"] = table.groupby(["dataset", "detector"])[col].rank(
             method="min", ascending=not _higher_is_better(metric))
     ranks = pd.DataFrame(ranks, index=table.index)
     # a column that cannot tell the explainers apart ranks none of them (nor counts in Borda or agreement)
-    for d in degenerate_columns(table).itertuples():
+    for d in without_references(degenerate_columns(table)).itertuples():
         ranks.loc[(table["dataset"] == d.dataset) & (table["detector"] == d.detector), f"{d.metric}.rank"] = np.nan
     table = pd.concat([table, ranks], axis=1)
     value_cols = sorted((c for c in table.columns if c not in KEYS + ["status"]), key=_column_order)

@@ -34,6 +34,7 @@ from .examples import audio_blocks, copy_audio, draw_galleries, example_folders,
 from .power import power_summary, power_table
 from .provenance import build_manifest
 from .publish_cache import FigureCache
+from .references import without_references
 from .registry import registry
 from .statistics import (
     ALPHA,
@@ -588,7 +589,7 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     for family, table in tables.items():
         atomic_write_bytes(folder / f"{family}.csv", csv_bytes(table))
     agreement = metric_agreement(leaderboard, headlines)
-    degenerate = degenerate_columns(leaderboard)
+    degenerate = without_references(degenerate_columns(leaderboard))
     atomic_write_bytes(folder / "degenerate.csv", csv_bytes(degenerate))
     atomic_write_bytes(folder / "ranks.csv", csv_bytes(ranks))
     atomic_write_bytes(folder / "neighbours.csv", csv_bytes(tests))

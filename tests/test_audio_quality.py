@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from benchmark.features import LogMel, preset
-from benchmark.metrics.audio_quality import logmel_distance, logmel_distance_metric, si_sdr, si_sdr_metric
+from benchmark.metrics.audio_quality import (
+    ideal_mask_audio,
+    logmel_distance,
+    logmel_distance_metric,
+    si_sdr,
+    si_sdr_metric,
+)
 from benchmark.metrics.context import MetricContext
 from benchmark.registry import metrics
 from benchmark.types import Batch, Explanation
@@ -87,5 +93,48 @@ def test_registered_metrics_read_the_explanation_audio_and_the_true_anomaly():
     assert torch.equal(logmel_distance_metric(ctx).values[""], logmel_distance(audio, anomaly, SPEC))
     for name, higher in (("si_sdr", True), ("logmel_distance", False)):
         plugin = metrics.get(name)
-        assert plugin.needs == {"audio", "explanation_audio"}
-        assert plugin.extra == {"family": "audio_quality", "higher_is_better": higher}
+        assert plugin.needs == {"waveform", "audio", "explanation_audio"}
+        assert plugin.extra == {"family": "audio_quality", "higher_is_better": higher, "params": "reference",
+                                "headline": ("",)}
+
+
+def _tone(freq: float, n: int, sr: int) -> torch.Tensor:
+    return torch.sin(2 * math.pi * freq * torch.arange(n) / sr)
+
+
+def test_ideal_mask_oracle_recovers_an_anomaly_in_its_own_band():
+    """A 3-kHz tone over a 300-Hz hum: the ideal mask keeps the tone's bins, so the oracle is near the anomaly
+    (SI-SDR well above the clip's own), and a clip that is all anomaly comes back unchanged."""
+    n, sr = SPEC.n_samples, SPEC.sample_rate
+    anomaly = 0.5 * _tone(3000.0, n, sr)[None]
+    clip = anomaly + _tone(300.0, n, sr)[None]
+    oracle = ideal_mask_audio(clip, anomaly, SPEC)
+    assert oracle.shape == clip.shape
+    assert float(si_sdr(oracle, anomaly)) > 20.0
+    assert float(si_sdr(clip, anomaly)) < -5.0      # the hum is 6 dB louder than the tone
+    whole = ideal_mask_audio(anomaly, anomaly, SPEC)  # no normal part: every bin kept, perfect resynthesis
+    torch.testing.assert_close(whole, anomaly, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="shape"):
+        ideal_mask_audio(clip, anomaly[:, :-1], SPEC)
+
+
+def test_metrics_report_the_clip_and_oracle_levels_on_the_same_clips():
+    n, sr = SPEC.n_samples, SPEC.sample_rate
+    g = torch.Generator().manual_seed(5)
+    anomaly = 0.5 * torch.stack([_tone(3000.0, n, sr), _tone(2500.0, n, sr)])
+    clip = anomaly + torch.stack([_tone(300.0, n, sr), _tone(400.0, n, sr)])
+    audio = anomaly + 0.3 * torch.randn(2, n, generator=g)
+    f, t = SPEC.grid
+    batch = Batch(ids=["a", "b"], x=torch.zeros(2, 1, f, t), labels=torch.ones(2, dtype=torch.long), meta=[{}, {}],
+                  waveform=clip, anomaly=anomaly)
+    ctx = MetricContext(batch=batch, explanation=Explanation(attribution=torch.zeros(2, f, t), audio=audio),
+                        detector=None, spec=SPEC, scores=torch.zeros(2), explain=None, generator=torch.Generator())
+    got = si_sdr_metric(ctx).values
+    assert set(got) == {"", "input", "oracle"}
+    torch.testing.assert_close(got["input"], si_sdr(clip, anomaly))
+    torch.testing.assert_close(got["oracle"], si_sdr(ideal_mask_audio(clip, anomaly, SPEC), anomaly))
+    assert torch.all(got["input"] < got[""]) and torch.all(got[""] < got["oracle"])
+    dist = logmel_distance_metric(ctx).values
+    torch.testing.assert_close(dist["input"], logmel_distance(clip, anomaly, SPEC))
+    assert torch.all(dist["oracle"] < dist["input"])
+    assert metrics.get("si_sdr").spec.headline == ("",)

@@ -69,3 +69,20 @@ def test_score_correlation_is_spearman_of_the_two_detectors_test_scores():
     got = score_correlation(rows)
     s = rows[rows.metric == "anomaly_score"].pivot_table(index="clip_id", columns="detector", values="value")
     assert got.spearman.iloc[0] == pytest.approx(spearmanr(s.ae, s.mae).statistic) and got.n.iloc[0] == 16
+
+
+def test_the_interpreter_claim_states_the_reference_levels_of_its_clips():
+    rows = _rows(10)
+    extra = []
+    for i in range(10):
+        base = {"dataset": "d", "clip_id": f"c{i}", "detector": "ae", "detector_seed": 0, "label": 1,
+                "metric": "si_sdr"}
+        extra += [{**base, "explainer": "lmac_td", "param": "", "value": -2.0 + 0.1 * i},
+                  {**base, "explainer": "lmac", "param": "", "value": -4.0 + 0.1 * i},
+                  {**base, "explainer": "lmac", "param": "input", "value": -8.0},
+                  {**base, "explainer": "lmac", "param": "oracle", "value": 12.0 + (i % 2)}]
+    rows = pd.concat([rows, pd.DataFrame(extra)], ignore_index=True)
+    c = claims_table(_board(rows), rows)
+    row = c[c.claim.str.startswith("L-MAC-TD audio") & (c.detector == "ae")].iloc[0]
+    assert row.verdict == "reproduced" and row.difference == pytest.approx(2.0)
+    assert row.reason == "references: the clip itself -8.0 dB, the ideal mask 12.5 dB"

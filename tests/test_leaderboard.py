@@ -84,3 +84,23 @@ def test_publish_reads_the_metric_facts_the_run_recorded(tmp_path, monkeypatch):
     store.record_suite("rec", {k: v for k, v in manifest.items() if k != "metric_specs"})
     flipped = publish(store, "rec", tmp_path / "flipped")
     assert (flipped / "leaderboard.csv").read_bytes() != before
+
+
+def test_reference_levels_are_published_but_never_ranked_or_flagged():
+    """`si_sdr[input]` / `[oracle]` are the same for every explainer on the same clips: no rank, no degenerate
+    flag; the explanation's own `si_sdr` ranks as usual."""
+    from benchmark.references import is_reference, without_references
+    from benchmark.statistics import degenerate_columns, headline_columns
+    rows = _rows({"a": {"": [-3.0, -1.0], "input": [-8.0, -6.0], "oracle": [9.0, 11.0]},
+                  "b": {"": [-5.0, -4.0], "input": [-8.0, -6.0], "oracle": [9.0, 11.0]}})
+    rows["metric"] = "si_sdr"
+    lb = leaderboard_table(rows, []).set_index("explainer")
+    assert lb.loc["a", "si_sdr.rank"] == 1 and lb.loc["b", "si_sdr.rank"] == 2
+    assert lb.loc["a", "si_sdr[oracle].mean"] == pytest.approx(10.0)
+    assert lb.loc["b", "si_sdr[input].mean"] == pytest.approx(-7.0)
+    assert not [c for c in lb.columns if c.endswith(".rank") and is_reference(c)]
+    flagged = degenerate_columns(lb.reset_index())
+    assert set(flagged["metric"]) == {"si_sdr[input]", "si_sdr[oracle]"}  # constant, as designed
+    assert without_references(flagged).empty
+    assert headline_columns(lb.reset_index()) == ["si_sdr"]
+    assert not is_reference("chunk_f1[98].mean") and is_reference("logmel_distance[input].ci_low")
