@@ -243,3 +243,32 @@ def test_deletion_orders_a_faithful_map_before_its_opposite(toy):
     # steepest possible descent, so no other ordering beats it
     noise = torch.randn(x.shape[0], *x.shape[2:], generator=torch.Generator().manual_seed(8), dtype=x.dtype)
     assert (deletion_auc(score, x, reference, error) <= deletion_auc(score, x, reference, noise)).all()
+
+
+def test_coinciding_selections_are_scored_once_with_the_same_values():
+    """Percentiles whose frame selections coincide share one detector pass per clip; an empty selection is
+    s(x) itself; the values equal scoring every perturbed copy."""
+    from benchmark.metrics._passes import score_stacked
+    from benchmark.metrics.faithfulness import distinct_frame_scores, replace_frames
+    g = torch.Generator().manual_seed(0)
+    x, reference = torch.randn(3, 1, 4, 12, generator=g), torch.randn(3, 1, 4, 12, generator=g)
+    a, b = torch.rand(3, 12, generator=g) > 0.5, torch.rand(3, 12, generator=g) > 0.5
+    empty = torch.zeros(3, 12, dtype=torch.bool)
+    frames = torch.stack([a, a, b, a, empty])                         # K = 5: 2 distinct non-empty per clip
+    frames[2, 1] = a[1]                                              # clip 1: b coincides with a too
+    seen = []
+
+    def score(v):
+        seen.append(len(v))
+        return v.pow(2).mean(dim=(1, 2, 3))
+
+    want = score_stacked(score, replace_frames(x, reference, frames))
+    seen.clear()
+    s_x = score(x)
+    seen.clear()
+    got, passes = distinct_frame_scores(score, x, reference, frames, s_x)
+    torch.testing.assert_close(got, want.float())
+    assert sum(seen) == 2 + 1 + 2 and passes == pytest.approx(5 / 3)
+    torch.testing.assert_close(got[4], s_x)
+    _, passes_no_scores = distinct_frame_scores(score, x, reference, frames)
+    assert passes_no_scores == pytest.approx(8 / 3)                  # the empty selection scored too

@@ -63,8 +63,35 @@ def normalised_faithfulness_from_scores(scores: torch.Tensor, perturbed: torch.T
     return torch.where(excess > 0, value, torch.zeros_like(value))
 
 
+def distinct_frame_scores(score: ScoreFn, x: torch.Tensor, reference: torch.Tensor, frames: torch.Tensor,
+                          scores: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+    """s(x with `frames` replaced) `[K, B]` and the forward passes it cost per clip, scoring each distinct
+    perturbed input of a clip once: percentiles whose selections coincide (segment FF's chunks often do) share
+    one pass, and an empty selection is x itself, s(x) when `scores` gives it. `frames` `[K, B, T]` bool."""
+    k, b, _ = frames.shape
+    same = (frames[:, None] == frames[None, :]).all(dim=-1)                    # [K, K, B]
+    first = same.to(torch.uint8).argmax(dim=1)                                 # [K, B]: first equal selection
+    own = first == torch.arange(k, device=frames.device)[:, None]              # the first of its kind
+    if scores is not None:
+        own &= frames.any(dim=-1)                                              # empty: s(x), known
+    ks, bs = torch.nonzero(own, as_tuple=True)
+    scored = None
+    if len(ks):
+        inputs = torch.where(frames[ks, bs][:, None, None, :], reference[bs], x[bs])      # [U, 1, F, T]
+        scored = score_stacked(score, inputs[None])[0]
+    dtype = x.dtype
+    for t in (scored, scores):
+        dtype = dtype if t is None else torch.promote_types(dtype, t.dtype)
+    values = torch.zeros(k, b, dtype=dtype, device=x.device)
+    if scores is not None:
+        values[:] = scores[None]
+    if scored is not None:
+        values[ks, bs] = scored.to(dtype)
+    return values.gather(0, first), len(ks) / max(b, 1)
+
+
 def _frame_scores(score: ScoreFn, x: torch.Tensor, reference: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-    return score_stacked(score, replace_frames(x, reference, frames))
+    return distinct_frame_scores(score, x, reference, frames)[0]
 
 
 def ff(score: ScoreFn, x: torch.Tensor, reference: torch.Tensor, attribution: torch.Tensor, *,
@@ -79,9 +106,17 @@ def ff_segment(score: ScoreFn, x: torch.Tensor, reference: torch.Tensor, attribu
                frame_labels: torch.Tensor, *, chunk_frames: int, percentiles: Sequence[int] = PERCENTILES,
                scores: torch.Tensor | None = None, selection: str = "area") -> torch.Tensor:
     """Segment-based FF per percentile (whole 1-s chunks with a peak, inside annotations): `-> [P, B]`."""
+    return _ff_segment(score, x, reference, attribution, frame_labels, chunk_frames=chunk_frames,
+                       percentiles=percentiles, scores=scores, selection=selection)[0]
+
+
+def _ff_segment(score: ScoreFn, x: torch.Tensor, reference: torch.Tensor, attribution: torch.Tensor,
+                frame_labels: torch.Tensor, *, chunk_frames: int, percentiles: Sequence[int],
+                scores: torch.Tensor | None, selection: str) -> tuple[torch.Tensor, float]:
     frames = segment_frames(peak_frames(attribution, percentiles, selection), frame_labels, chunk_frames)
-    perturbed = _frame_scores(score, x, reference, frames)
-    return faithfulness_from_scores(scores_unless_given(score, x, scores), perturbed)
+    base = scores_unless_given(score, x, scores)
+    perturbed, passes = distinct_frame_scores(score, x, reference, frames, base)
+    return faithfulness_from_scores(base, perturbed), passes
 
 
 def ff_norm(score: ScoreFn, x: torch.Tensor, reference: torch.Tensor, attribution: torch.Tensor,
@@ -96,8 +131,10 @@ def _peak_replaced_scores(ctx: MetricContext, selection: str) -> torch.Tensor:
     """s(x') for every percentile's peak frames, shared by ff and ff_norm: `[P, B]`."""
     def compute() -> torch.Tensor:
         frames = peak_frames(ctx.explanation.attribution, ctx.percentiles, selection)
-        return _frame_scores(ctx.detector.score, ctx.batch.x, reference_of(ctx), frames)
-    return shared(ctx, ("peak_replaced", selection), compute, passes=len(ctx.percentiles))
+        values, passes = distinct_frame_scores(ctx.detector.score, ctx.batch.x, reference_of(ctx), frames, ctx.scores)
+        charge(ctx, forward=passes)
+        return values
+    return shared(ctx, ("peak_replaced", selection), compute)
 
 
 @metrics.register("ff", summary="planer faithfulness, frame-based: max(0, 1 - s(x')/s(x)) with the p-th percentile "
@@ -123,8 +160,8 @@ def ff_norm_metric(ctx: MetricContext, *, selection: str = "area") -> MetricResu
                   version=2, needs={"intervals"}, family="faithfulness", higher_is_better=True, params="percentile",
                   ranked=False)
 def ff_segment_metric(ctx: MetricContext, *, selection: str = "area") -> MetricResult:
-    values = ff_segment(ctx.detector.score, ctx.batch.x, reference_of(ctx), ctx.explanation.attribution,
-                        ctx.batch.frame_labels, chunk_frames=chunk_frames_for(ctx.spec.frames_per_second),
-                        percentiles=ctx.percentiles, scores=ctx.scores, selection=selection)
-    charge(ctx, forward=len(ctx.percentiles))
+    values, passes = _ff_segment(ctx.detector.score, ctx.batch.x, reference_of(ctx), ctx.explanation.attribution,
+                                 ctx.batch.frame_labels, chunk_frames=chunk_frames_for(ctx.spec.frames_per_second),
+                                 percentiles=ctx.percentiles, scores=ctx.scores, selection=selection)
+    charge(ctx, forward=passes)
     return result(ctx, by_percentile(ctx.percentiles, values))
