@@ -47,6 +47,7 @@ def sweep_table(detectors: pd.DataFrame, records: list[dict]) -> pd.DataFrame | 
     if detectors.empty or "dataset" not in detectors.columns:
         return None
     d = _labelled(detectors)
+    d = d[d["difficulty"].isna()]  # a difficulty sweep's generations are not filtered copies
     swept = d[(d["filter"] != "") & (d["features"] == "mel")]
     if swept.empty:
         return None
@@ -74,7 +75,7 @@ def feature_table(detectors: pd.DataFrame) -> pd.DataFrame | None:
     if detectors.empty or "dataset" not in detectors.columns:
         return None
     d = _labelled(detectors)
-    d = d[d["filter"] == ""]
+    d = d[(d["filter"] == "") & d["difficulty"].isna()]
     stft = d[d["features"] == "stft"]
     if stft.empty:
         return None

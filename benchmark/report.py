@@ -29,6 +29,7 @@ import pandas as pd
 
 from . import figures
 from .claims import claims_table, score_correlation
+from .difficulty_sweep import difficulty_figure, difficulty_table
 from .document import Block, Table, fmt, markdown, page, with_contents
 from .examples import audio_blocks, copy_audio, draw_galleries, example_folders, gallery_blocks
 from .power import power_summary, power_table
@@ -432,6 +433,27 @@ def _frequency_blocks(tables: dict[str, pd.DataFrame], pics: dict[str, list[Path
     return blocks
 
 
+def _difficulty_blocks(table: pd.DataFrame | None, pics: list[Path], rel) -> list[Block]:
+    """The difficulty sweep: pooled AUC per detector and difficulty, and how close the hardest level is to chance."""
+    if table is None:
+        return []
+    levels = sorted(table["difficulty"].unique())
+    rows = []
+    for (dataset, det), part in table.groupby(["dataset", "detector"], sort=True):
+        by_level = dict(zip(part["difficulty"], part["auc"], strict=True))
+        rows.append([dataset, det, *(fmt(by_level.get(v, float("nan"))) for v in levels),
+                     fmt(part["default_auc"].iloc[0])])
+    hardest = table[table["difficulty"] == levels[-1]]
+    blocks = [Block("h3", "Difficulty sweep (difficulty_sweep.csv)"),
+              Block("p", f"Every detector re-trained on the data generated again at each difficulty (0 = obvious "
+                         f"anomalies, 1 = about chance), pooled test AUC, one training per level and seed. At "
+                         f"difficulty {levels[-1]:g} the AUCs run from {fmt(hardest['auc'].min())} to "
+                         f"{fmt(hardest['auc'].max())} (chance 0.5)."),
+              Block("table", table=Table(["dataset", "detector", *(f"d = {v:g}" for v in levels),
+                                          "suite's own data"], rows))]
+    return blocks + [Block("img", "AUC versus difficulty", src=rel(p)) for p in pics]
+
+
 def _detector_blocks(detectors: pd.DataFrame, aucs: dict, min_auc: float) -> list[Block]:
     blocks = [Block("h2", "Detectors"),
               Block("p", f"Pooled test AUC per dataset × detector (machine 'all'); detectors below AUC {min_auc} "
@@ -605,9 +627,13 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     frequency = frequency_tables(detectors, records, scores, store, "band_mass_spearman" in set(rows["metric"]))
     for name, table in frequency.items():
         atomic_write_bytes(folder / f"{name}.csv", csv_bytes(table))
+    difficulty = difficulty_table(detectors)
+    if difficulty is not None:
+        atomic_write_bytes(folder / "difficulty_sweep.csv", csv_bytes(difficulty))
 
     _stage(stages, "figures and audio")
     frequency_pics = frequency_figures(frequency, folder / "figures")
+    difficulty_pics = [] if difficulty is None else difficulty_figure(difficulty, folder / "figures")
     figure_cache = FigureCache(store.root)  # hashes the plotting code once for every figure below
     training_pics = [p for p in training_figures(training, folder / "figures", figure_cache) if p]
     cells = example_folders(store, manifest)
@@ -617,7 +643,7 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     rel = lambda p: p.relative_to(folder).as_posix()  # noqa: E731
     files = [*LEAD_FILES, *(f"{f}.csv" for f in tables), "ranks.csv", "neighbours.csv", "power.csv",
              "controls.csv", "agreement.csv", "degenerate.csv", "claims.csv", "training.csv",
-             *(f"{n}.csv" for n in frequency)]
+             *(f"{n}.csv" for n in frequency), "difficulty_sweep.csv"]
     files = [n for n in files if (folder / n).is_file()] + ["manifest.json"]
     blocks = [Block("h1", f"audio-xai-bench — suite '{suite_name}'"),
               Block("p", f"Explainers × detectors × datasets. Each metric cell: mean [95 % bootstrap CI over "
@@ -628,6 +654,7 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     blocks += _glance_blocks(by_family, tests, controls, leaderboard, aucs, min_auc, alpha)
     blocks += _power_blocks(power, [cols[0] for cols in by_family.values() if cols])
     blocks += _detector_blocks(detectors, aucs, min_auc) + _training_blocks(training, training_pics, rel)
+    blocks += _difficulty_blocks(difficulty, difficulty_pics, rel)
     blocks += _rank_blocks(ranks, list(tables))
     for family in tables:
         blocks += _family_blocks(family, by_family[family], leaderboard, ranks, tests, controls, aucs, min_auc,

@@ -97,8 +97,11 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
 def _prepare_data(ws: Workspace, suite: Suite) -> None:
     """Render and cache every split of the suite's generated datasets, so workers find them in the store
     (a dataset read from disk is read by each worker itself)."""
+    from .variants import generation_config
     for config in suite.datasets:
-        # a variant is derived from its base dataset's tables in each process (filtering is cheap, rendering not)
+        # a variant is derived from its base dataset's tables in each process (filtering is cheap, rendering
+        # not); a difficulty sweep's is a generation of its own
+        config = generation_config(config)
         if not config.variant and getattr(ws.dataset(config), "generated", False):
             for split in ("train", "test"):
                 ws.table(config, split)

@@ -23,7 +23,8 @@ A suite file::
 
 `include = "quick"` (a suite name or a path) extends another suite: its tables merge key by key under this
 file's. `explainers = "all"` (or `detectors = "all"`) takes every registered plugin with its defaults.
-`[filter_sweep]` and `[[variants]]` add filtered or STFT copies of a dataset (`benchmark/variants.py`).
+`[filter_sweep]` and `[[variants]]` add filtered or STFT copies of a dataset, `difficulty_sweep` copies generated
+at other difficulties (`benchmark/variants.py`).
 
 Validation happens before anything is written: unknown plugins (with did-you-mean), unknown keys,
 parameters a plugin does not take, and malformed TOML all raise `BenchmarkError`.
@@ -46,7 +47,7 @@ if TYPE_CHECKING:  # the detector module imports torch; `run` replays without it
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "tasks" / "suites"
 TOP_KEYS = {"name", "description", "include", "seeds", "metrics", "metric_params", "metric_clips", "evaluate",
-            "datasets", "detectors", "explainers", "filter_sweep", "variants"}
+            "datasets", "detectors", "explainers", "filter_sweep", "variants", "difficulty_sweep"}
 EVALUATE_KEYS = {"clips": "anomalous", "max_clips": 32, "batch_size": 16, "examples": 2}
 EVALUATE_LEAST = {"max_clips": 1, "batch_size": 1, "examples": 0}
 
@@ -217,7 +218,8 @@ def load_suite(suite: str) -> Suite:
     datasets = _configs("dataset", raw["datasets"], path, trained=False)
     detectors = _configs("detector", raw["detectors"], path, trained=True)
     from .variants import suite_variants
-    datasets += suite_variants(raw.get("filter_sweep"), raw.get("variants"), datasets, detectors, path)
+    datasets += suite_variants(raw.get("filter_sweep"), raw.get("variants"), datasets, detectors, path,
+                               raw.get("difficulty_sweep"))
     return Suite(
         name=name, path=path, seeds=tuple(seeds),
         datasets=tuple(datasets), detectors=tuple(detectors),
@@ -350,9 +352,10 @@ def _value_kind(value: Any) -> str | None:
 def check_datasets(suite: Suite) -> None:
     """Build every dataset of the suite once (its plan only, no audio): a size it does not know, a bad
     difficulty or a missing data root is rejected before any cell runs."""
-    from .variants import with_variant
+    from .variants import generation_config, with_variant
     for ds in suite.datasets:
-        with_variant(registry("dataset").make(ds.name, **ds.params), ds)
+        made = generation_config(ds)
+        with_variant(registry("dataset").make(made.name, **made.params), ds)
 
 
 def narrow(suite: Suite, *, datasets: list[str] | None = None, detectors: list[str] | None = None,

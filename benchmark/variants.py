@@ -11,11 +11,21 @@ A suite declares them in two ways::
     filters = ["lowpass", "highpass"]    # default: both
     cutoffs_hz = [400, 2000, 4000]       # or cutoff_min_hz / cutoff_max_hz / cutoff_step_hz (400 … 7600 by 400)
 
+    difficulty_sweep = { datasets = ["synthetic-planer"], difficulties = [0, 0.25, 0.5, 0.75, 1] }
+                                         # train-only cells: the data generated again at each difficulty
+                                         # (default: every dataset of the suite with a `difficulty`
+                                         # parameter, every detector, 0 … 1 by 0.25)
+
     [[variants]]                         # one variant, explained like the dataset itself unless explain = false
     dataset = "synthetic-machines"
     features = "stft"                    # "mel" | "stft" (25 ms frames, 10 ms hop)
     detectors = ["ast_knn"]
     explain = false
+
+A difficulty variant (`synthetic-planer.difficulty-0.5`) is not a transform of the dataset's clips but another
+generation of them: `generation_config` moves its difficulty into the plugin's parameters, so the clips, their
+cache and their ground truth are the generator's own at that difficulty (`difficulty_table` in
+`benchmark/difficulty_sweep.py` reads the sweep back).
 
 Filtering is a zero-phase Butterworth (`scipy.signal.sosfiltfilt`, order `FILTER_ORDER` each way) of the
 clip and of its anomaly component (the filter is linear, so the filtered anomaly is the filtered clip minus
@@ -47,7 +57,12 @@ FILTER_ORDER = 8
 SWEEP_DEFAULTS = {"cutoff_min_hz": 400, "cutoff_max_hz": 7600, "cutoff_step_hz": 400}
 SWEEP_KEYS = {"datasets", "detectors", "filters", "cutoffs_hz", *SWEEP_DEFAULTS}
 VARIANT_KEYS = {"dataset", "detectors", "explain", "filter", "cutoff_hz", "features"}
-LABEL = re.compile(r"^(?P<base>.+?)(?P<stft>\.stft)?(?:\.(?P<filter>lowpass|highpass)-(?P<cutoff>\d+(?:\.\d+)?)hz)?$")
+DIFFICULTY_KEYS = {"datasets", "detectors", "difficulties"}
+DIFFICULTIES = (0.0, 0.25, 0.5, 0.75, 1.0)
+# variant keys that change how a dataset generates its clips (moved into its parameters), not the clips it made
+GENERATION_KEYS = ("difficulty",)
+LABEL = re.compile(r"^(?P<base>.+?)(?P<stft>\.stft)?(?:\.(?P<filter>lowpass|highpass)-(?P<cutoff>\d+(?:\.\d+)?)hz)?"
+                   r"(?:\.difficulty-(?P<difficulty>\d+(?:\.\d+)?))?$")
 
 
 def _hz(value: float) -> str:
@@ -61,6 +76,8 @@ def variant_suffix(variant: dict[str, Any]) -> str:
         parts.append(str(variant["features"]))
     if variant.get("filter"):
         parts.append(f"{variant['filter']}-{_hz(float(variant['cutoff_hz']))}hz")
+    if "difficulty" in variant:
+        parts.append(f"difficulty-{float(variant['difficulty']):g}")
     return ".".join(parts)
 
 
@@ -69,7 +86,50 @@ def parse_label(label: str) -> dict[str, Any]:
     m = LABEL.match(label)
     assert m is not None  # the pattern matches every string
     return {"base": m["base"], "features": "stft" if m["stft"] else "mel", "filter": m["filter"] or "",
-            "cutoff_hz": float(m["cutoff"]) if m["cutoff"] else float("nan")}
+            "cutoff_hz": float(m["cutoff"]) if m["cutoff"] else float("nan"),
+            "difficulty": float(m["difficulty"]) if m["difficulty"] else float("nan")}
+
+
+def generation_config(config: Any) -> Any:
+    """The config whose plugin generates a variant's clips: its generation keys (a difficulty sweep's
+    `difficulty`) moved into the parameters, the transforms (filter, features) left as the variant. The
+    config itself when it has no generation keys."""
+    variant = dict(config.variant)
+    moved = {k: variant.pop(k) for k in GENERATION_KEYS if k in variant}
+    if not moved:
+        return config
+    return replace(config, params={**config.params, **moved}, variant=tuple(sorted(variant.items())))
+
+
+def _difficulty_sweep(sweep: Any, datasets: list, detector_names: list[str], path: Path) -> list:
+    where = f"suite file '{path}' difficulty_sweep"
+    if not isinstance(sweep, dict):
+        raise BenchmarkError(f"{where} must be a table, e.g. difficulty_sweep = {{ difficulties = [0, 0.5, 1] }}")
+    unknown = set(sweep) - DIFFICULTY_KEYS
+    if unknown:
+        raise BenchmarkError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
+                             f"allowed: {', '.join(sorted(DIFFICULTY_KEYS))}")
+    levels = sweep.get("difficulties", list(DIFFICULTIES))
+    if not isinstance(levels, list) or not levels or not all(
+            isinstance(d, (int, float)) and not isinstance(d, bool) and 0 <= d <= 1 for d in levels):
+        raise BenchmarkError(f"{where}: difficulties must be a non-empty list of numbers in [0, 1] "
+                             "(0 = obvious anomalies, 1 = chance)")
+    tunable = [d.name for d in datasets if "difficulty" in _parameters(d)]
+    names = _names(sweep.get("datasets"), [d.name for d in datasets], "dataset", where) \
+        if "datasets" in sweep else tunable
+    untunable = [n for n in names if n not in tunable]
+    if untunable or not names:
+        raise BenchmarkError(f"{where}: dataset(s) {', '.join(untunable) or '(none)'} have no difficulty "
+                             f"parameter; sweep one of: {', '.join(tunable) or 'none in this suite'}")
+    dets = tuple(_names(sweep.get("detectors"), detector_names, "detector", where))
+    by_name = {d.name: d for d in datasets}
+    return [replace(by_name[name], variant=(("difficulty", float(level)),), only_detectors=dets, train_only=True)
+            for name in names for level in sorted({float(v) for v in levels})]
+
+
+def _parameters(config: Any) -> set[str]:
+    import inspect
+    return set(inspect.signature(config.plugin.factory).parameters)
 
 
 def _variant(entry: dict[str, Any], where: str) -> dict[str, Any]:
@@ -116,12 +176,15 @@ def sweep_cutoffs(table: dict[str, Any], where: str) -> list[float]:
     return [float(c) for c in np.arange(lo, hi + step / 2, step)]
 
 
-def suite_variants(sweep: Any, variants: Any, datasets: list, detectors: list, path: Path) -> list:
-    """The dataset configs of a suite's `[filter_sweep]` and `[[variants]]` (see the module doc)."""
+def suite_variants(sweep: Any, variants: Any, datasets: list, detectors: list, path: Path,
+                   difficulty_sweep: Any = None) -> list:
+    """The dataset configs of a suite's `[filter_sweep]`, `[[variants]]` and `difficulty_sweep` (module doc)."""
     out = []
     names = [d.name for d in datasets]
     detector_names = [d.name for d in detectors]
     by_name = {d.name: d for d in datasets}
+    if difficulty_sweep is not None:
+        out += _difficulty_sweep(difficulty_sweep, datasets, detector_names, path)
     if sweep is not None:
         where = f"suite file '{path}' [filter_sweep]"
         if not isinstance(sweep, dict):
@@ -255,7 +318,9 @@ def ideal_binary_mask(spec: FeatureSpec, waveform: torch.Tensor, anomaly: torch.
 
 
 def with_variant(dataset: Dataset, config: Any) -> Dataset:
-    """The dataset a config names: the plugin's own, or seen through the config's variant."""
+    """The dataset a config names: the plugin's own, or seen through the config's variant (`dataset` made from
+    `generation_config(config)`'s parameters)."""
+    config = generation_config(config)
     if not config.variant:
         return dataset
     return VariantDataset(dataset, dict(config.variant), config.label)

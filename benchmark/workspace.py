@@ -63,9 +63,12 @@ class Workspace:
     def dataset(self, config: PluginConfig) -> Dataset:
         ident = _ident(config)
         if ident not in self._datasets:
-            from .variants import with_variant
-            base = replace(config, variant=())
-            if base.variant != config.variant:
+            from .variants import generation_config, with_variant
+            made = generation_config(config)
+            base = replace(made, variant=())
+            if made is not config:  # another generation (a difficulty sweep's): the plugin's own clips
+                self._datasets[ident] = self.dataset(made)
+            elif base.variant != config.variant:
                 self._datasets[ident] = with_variant(self.dataset(base), config)
             else:
                 self._datasets[ident] = registry("dataset").make(config.name, **config.params)
@@ -75,7 +78,11 @@ class Workspace:
         """A split, stacked once per process; a variant's from its base dataset's (rendered or read once)."""
         ident = _ident(config)
         if (ident, split) not in self._tables:
-            if config.variant:
+            from .variants import generation_config
+            made = generation_config(config)
+            if made is not config:
+                self._tables[(ident, split)] = self.table(made, split)
+            elif config.variant:
                 base = self.table(replace(config, variant=()), split)
                 self._tables[(ident, split)] = self.dataset(config).table(base)
             else:

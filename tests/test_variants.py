@@ -212,3 +212,77 @@ def test_include_merges_tables_and_rejects_a_circle(tmp_path):
     (tmp_path / "c.toml").write_text('include = 3\n')
     with pytest.raises(BenchmarkError, match="include must be a suite name"):
         load_suite(str(tmp_path / "c.toml"))
+
+
+DIFFICULTY_SUITE = """
+name = "difficulty"
+seeds = [0]
+metrics = ["ff"]
+difficulty_sweep = {{ {sweep} }}
+[datasets.synthetic-machines]
+size = "tiny"
+[detectors.dense_ae]
+budget = {{ epochs = 1 }}
+[detectors.ae]
+[explainers.error_map]
+"""
+
+
+def test_a_difficulty_sweep_is_one_suite_line_of_train_only_generations(tmp_path):
+    from benchmark.store import Store
+    from benchmark.variants import generation_config
+    from benchmark.workspace import Workspace
+    path = tmp_path / "d.toml"
+    path.write_text(DIFFICULTY_SUITE.format(sweep='detectors = ["dense_ae"], difficulties = [1, 0, 0.5]'))
+    suite = load_suite(str(path))
+    labels = [d.label for d in suite.datasets]
+    assert labels == ["synthetic-machines", "synthetic-machines.difficulty-0", "synthetic-machines.difficulty-0.5",
+                      "synthetic-machines.difficulty-1"]
+    assert [parse_label(lab)["difficulty"] for lab in labels[1:]] == [0.0, 0.5, 1.0]
+    assert parse_label(labels[1])["base"] == "synthetic-machines" and math.isnan(parse_label(labels[0])["difficulty"])
+    trains, evals = expand(suite)
+    assert [t.label for t in trains[2:]] == [f"train {lab} / dense_ae / seed 0" for lab in labels[1:]]
+    assert {e.train.dataset.label for e in evals} == {"synthetic-machines"}  # the sweep explains nothing
+    assert len({t.key for t in trains}) == len(trains) == 5
+    made = generation_config(suite.datasets[2])
+    assert made.params == {"size": "tiny", "difficulty": 0.5} and made.variant == ()
+    assert generation_config(suite.datasets[0]) is suite.datasets[0]
+    check_datasets(suite)
+    ws = Workspace(Store(tmp_path / "runs"), torch.device("cpu"))
+    easy, hard = ws.dataset(suite.datasets[1]), ws.dataset(suite.datasets[3])
+    assert (easy.difficulty, hard.difficulty) == (0.0, 1.0) and ws.dataset(suite.datasets[0]).difficulty not in (0, 1)
+    # the generator's own clips at each level: the same normal clips, other anomalies
+    a, b = ws.table(suite.datasets[1], "test"), ws.table(suite.datasets[3], "test")
+    assert a.ids == b.ids and not torch.equal(a.x, b.x)
+    assert torch.equal(a.x[a.labels == 0], b.x[b.labels == 0])
+
+
+@pytest.mark.parametrize("sweep,message", [
+    ("difficulties = [0, 1.5]", r"difficulties must be a non-empty list of numbers in \[0, 1\]"),
+    ("levels = [0]", "unknown key"),
+    ('detectors = ["mae"]', r"detector\(s\) mae not in the suite"),
+    ('datasets = ["synthetic-planer"]', r"dataset\(s\) synthetic-planer not in the suite"),
+])
+def test_bad_difficulty_sweeps_are_one_line_errors(tmp_path, sweep, message):
+    path = tmp_path / "d.toml"
+    path.write_text(DIFFICULTY_SUITE.format(sweep=sweep))
+    with pytest.raises(BenchmarkError, match=message) as err:
+        load_suite(str(path))
+    assert "\n" not in str(err.value)
+
+
+def test_the_difficulty_table_reads_the_pooled_rows_beside_the_default():
+    import pandas as pd
+
+    from benchmark.difficulty_sweep import difficulty_table
+    rows = [("synthetic-planer", "ae", "all", 0.8), ("synthetic-planer", "ae", "m", 0.9),
+            ("synthetic-planer.difficulty-0", "ae", "all", 0.99), ("synthetic-planer.difficulty-1", "ae", "all", 0.52),
+            ("synthetic-planer.difficulty-0", "dense_ae", "all", 1.0)]
+    detectors = pd.DataFrame([{"dataset": d, "detector": det, "machine": m, "section": m, "auc": auc, "pauc": auc,
+                               "n_seeds": 1, "n_normal": 10, "n_anomalous": 10} for d, det, m, auc in rows])
+    table = difficulty_table(detectors)
+    assert list(zip(table.detector, table.difficulty, table.auc, strict=True)) == [
+        ("ae", 0.0, 0.99), ("ae", 1.0, 0.52), ("dense_ae", 0.0, 1.0)]
+    assert table.default_auc.iloc[0] == 0.8 and math.isnan(table.default_auc.iloc[2])
+    assert set(table.dataset) == {"synthetic-planer"}
+    assert difficulty_table(detectors[~detectors.dataset.str.contains("difficulty")]) is None
