@@ -440,3 +440,42 @@ def test_early_stopping_needs_a_relative_gain_to_reset_patience():
     assert not any(strict.should_stop(v) for v in losses) and strict.reason == "epochs"
     never = EarlyStopping(model, Budget(epochs=50, patience=0))
     assert not any(never.should_stop(v) for v in [1.0, 1.0, 1.0, 1.0])
+
+
+def test_ast_knn_chunked_bank_search_is_exact_and_keeps_gradients():
+    det = fitted("ast_knn", k=3, top_fraction=0.25)
+    x = smooth_logmels(3, SMALL, seed=9).requires_grad_(True)
+    whole = det.score(x)
+    (grad_whole,) = torch.autograd.grad(whole.sum(), x)
+    det.bank_chunk = 5  # the bank holds 8 clips x C tokens per row: many chunks, some shorter than k
+    assert det.patch_bank.shape[1] > 3 * det.bank_chunk
+    chunked = det.score(x)
+    (grad_chunked,) = torch.autograd.grad(chunked.sum(), x)
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad_chunked, grad_whole, rtol=1e-4, atol=1e-6)
+    with pytest.raises(BenchmarkError, match="bank_chunk"):
+        detectors.make("ast_knn", bank_chunk=0)
+    with pytest.raises(BenchmarkError, match="coreset"):
+        detectors.make("ast_knn", coreset=0)
+
+
+def test_ast_knn_coreset_is_a_greedy_k_center_of_each_row():
+    def exact_cdist(a, b):
+        return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
+
+    full = fitted("ast_knn", metric="euclidean")
+    small = fitted("ast_knn", metric="euclidean", coreset=6)
+    rows, n = full.patch_bank.shape[:2]
+    assert small.patch_bank.shape == (rows, 6, full.patch_bank.shape[-1])
+    for r in range(rows):  # every kept token is a bank token, and greedy k-center covers no worse than a
+        bank, kept = full.patch_bank[r], small.patch_bank[r]  # seeded random subset of the same size
+        assert exact_cdist(kept, bank).min(dim=1).values.max() < 1e-5
+        radius = exact_cdist(bank, kept).min(dim=1).values.max()
+        g = torch.Generator().manual_seed(r)
+        random = bank[torch.randperm(n, generator=g)[:6]]
+        assert radius <= exact_cdist(bank, random).min(dim=1).values.max() + 1e-6
+    chosen = full.k_center(full.patch_bank[0], 6)
+    assert len(set(chosen.tolist())) == 6 and torch.equal(chosen, full.k_center(full.patch_bank[0], 6))
+    x = smooth_logmels(3, SMALL, seed=9)
+    with torch.no_grad():  # a smaller bank can only be farther: every clip's score rises or stays
+        assert torch.all(small.score(x) >= full.score(x) - 1e-5)

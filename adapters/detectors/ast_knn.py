@@ -13,6 +13,12 @@ the input log-mel:
   the pooled vector: on the quick synthetic data the patch score reaches AUC 0.94 on the planer where
   the clip score stays at 0.67 (same network, seed 0).
 
+The kNN compares a clip's tokens with the bank `bank_chunk` bank tokens at a time, keeping a running top-k
+(exact; memory bounded by the chunk, not the bank: at full size the bank holds ~1,200 clips' tokens per
+row). `coreset=M` keeps only M tokens per frequency row, chosen by greedy k-center selection (PatchCore's
+coreset subsampling): a bank M/(N·C) the size, at a covering-radius cost `k_center` keeps as small as greedy
+selection can.
+
 Input adaptation happens inside, differentiably: the canonical log-mel is standardised per mel band
 with training statistics (buffers), then either zero-padded to whole 16x16 patches (a small AST
 trained from scratch, non-overlapping patches) or, for a local pretrained checkpoint, resized
@@ -86,7 +92,8 @@ class ASTKNN(Detector):
     def __init__(self, k: int = 1, metric: str = "cosine", pooling: str = "patch", top_fraction: float = 0.1,
                  hidden_size: int = 192, num_layers: int = 4, num_heads: int = 3, patch: int = 16,
                  lr: float | None = None, weight_decay: float = 0.01,
-                 mel_shifts: list[int] | tuple[int, ...] = (0, -4, 4), pretrained: str | None = None):
+                 mel_shifts: list[int] | tuple[int, ...] = (0, -4, 4), pretrained: str | None = None,
+                 bank_chunk: int = 8192, coreset: int | None = None):
         super().__init__()
         if metric not in METRICS:
             raise BenchmarkError(f"ast_knn metric {metric!r} is unknown: use one of {', '.join(METRICS)}")
@@ -101,6 +108,12 @@ class ASTKNN(Detector):
         if not shifts or len(set(shifts)) != len(shifts) or 0 not in shifts:
             raise BenchmarkError(f"ast_knn mel_shifts={list(mel_shifts)}: give distinct mel-bin shifts including 0, "
                                  "e.g. [0, -4, 4]")
+        if bank_chunk < 1:
+            raise BenchmarkError(f"ast_knn bank_chunk={bank_chunk}: give the bank tokens compared per step, >= 1")
+        if coreset is not None and coreset < 1:
+            raise BenchmarkError(f"ast_knn coreset={coreset}: give the patch tokens kept per frequency row (>= 1), "
+                                 "or leave it unset for the whole bank")
+        self.bank_chunk, self.coreset = bank_chunk, coreset
         self.k, self.metric, self.patch, self.weight_decay = k, metric, patch, weight_decay
         self.mel_shifts = shifts
         self.pooling, self.top_fraction = pooling, top_fraction
@@ -204,6 +217,20 @@ class ASTKNN(Detector):
         # the direct (not matrix-product) form is exact at distance 0, where its gradient is 0, not NaN
         return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
 
+    def k_center(self, tokens: torch.Tensor, size: int) -> torch.Tensor:
+        """Indices `[size]` of a greedy k-center coreset of `tokens: [N, D]` (PatchCore's subsampling): start at
+        the token nearest the mean, then repeatedly add the token farthest from those chosen, so every bank
+        token lies within the coreset's covering radius of a kept one. Deterministic."""
+        with torch.no_grad():
+            first = self._pairwise(tokens.mean(dim=0, keepdim=True), tokens)[0].argmin()
+            chosen = torch.empty(size, dtype=torch.long, device=tokens.device)
+            chosen[0] = first
+            gap = self._pairwise(tokens[first][None], tokens)[0]
+            for i in range(1, size):
+                chosen[i] = gap.argmax()
+                gap = torch.minimum(gap, self._pairwise(tokens[chosen[i]][None], tokens)[0])
+        return chosen
+
     def _check_bank(self) -> None:
         if len(self.bank) == 0:
             raise BenchmarkError("ast_knn has an empty memory bank: fit it or load a trained checkpoint first")
@@ -219,9 +246,20 @@ class ASTKNN(Detector):
         self._check_bank()
         tokens = self.patch_tokens(x)  # [B, R, C, D]
         rows = tokens.permute(1, 0, 2, 3).flatten(1, 2)  # [R, B*C, D]
-        d = self._pairwise(rows, self.patch_bank)  # [R, B*C, N*C]
-        nearest = d.topk(min(self.k, d.shape[-1]), dim=-1, largest=False).values.mean(dim=-1)
+        nearest = self.nearest_bank_distances(rows).mean(dim=-1)
         return nearest.reshape(len(self.patch_bank), len(x), -1).permute(1, 0, 2)
+
+    def nearest_bank_distances(self, rows: torch.Tensor) -> torch.Tensor:
+        """The k smallest distances `[R, M, k]` of `rows: [R, M, D]` to the patch bank of the same row, the bank
+        compared `bank_chunk` tokens at a time (a running top-k: the memory is M × bank_chunk, not M × bank)."""
+        bank = self.patch_bank
+        k = min(self.k, bank.shape[1])
+        best = None
+        for j in range(0, bank.shape[1], self.bank_chunk):
+            d = self._pairwise(rows, bank[:, j:j + self.bank_chunk])
+            part = d.topk(min(k, d.shape[-1]), dim=-1, largest=False).values
+            best = part if best is None else torch.cat([best, part], dim=-1).topk(k, dim=-1, largest=False).values
+        return best
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         if self.pooling == "clip":
@@ -327,5 +365,9 @@ class ASTKNN(Detector):
                 tokens.append(out.last_hidden_state[:, 2:].reshape(len(out.pooler_output), *self.patch_grid, -1))
             self.bank = torch.cat(pooled)
             patches = torch.cat(tokens).permute(1, 0, 2, 3).flatten(1, 2)  # [R, N*C, D]
-            self.patch_bank = F.normalize(patches, dim=-1) if self.metric == "cosine" else patches
+            patches = F.normalize(patches, dim=-1) if self.metric == "cosine" else patches
+            if self.coreset is not None and self.coreset < patches.shape[1]:
+                keep = torch.stack([self.k_center(row, self.coreset) for row in patches])  # [R, coreset]
+                patches = torch.gather(patches, 1, keep[..., None].expand(-1, -1, patches.shape[-1]))
+            self.patch_bank = patches
         self.bank_logmel = train.to(device=device, dtype=torch.float16)
