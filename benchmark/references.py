@@ -18,4 +18,5 @@ def is_reference(column: str) -> bool:
 
 def without_references(found: pd.DataFrame, column: str = "metric") -> pd.DataFrame:
     """The rows of a per-column table (degenerate columns, tests) that are not about a reference level."""
-    return found[~found[column].map(is_reference)].reset_index(drop=True)
+    keep = found[column].map(is_reference).astype(bool)  # bool even when empty: the frame keeps its columns
+    return found.loc[~keep].reset_index(drop=True)

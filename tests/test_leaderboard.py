@@ -102,5 +102,6 @@ def test_reference_levels_are_published_but_never_ranked_or_flagged():
     flagged = degenerate_columns(lb.reset_index())
     assert set(flagged["metric"]) == {"si_sdr[input]", "si_sdr[oracle]"}  # constant, as designed
     assert without_references(flagged).empty
+    assert list(without_references(flagged).columns) == list(flagged.columns)  # an empty table keeps its header
     assert headline_columns(lb.reset_index()) == ["si_sdr"]
     assert not is_reference("chunk_f1[98].mean") and is_reference("logmel_distance[input].ci_low")
