@@ -270,3 +270,39 @@ def test_event_f1_at_the_events_share_finds_a_map_that_covers_the_event():
     assert torch.equal(got, torch.ones(1, 2, dtype=torch.float64))
     flat = event_share_frames(torch.zeros(2, 1, t), labels)
     assert flat.sum().item() == 2 * 160 and not torch.equal(flat[0, 0], labels[0])  # a random 160 frames
+
+
+def test_median_filter_frames_matches_scipy_with_repeated_edges():
+    from scipy.ndimage import median_filter
+
+    from benchmark.metrics.temporal import median_filter_frames, median_window
+    curve = torch.randn(3, 57, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for window in (1, 3, 7, 21):
+        want = median_filter(curve.numpy(), size=(1, window), mode="nearest")
+        assert np.allclose(median_filter_frames(curve, window).numpy(), want), window
+    assert median_window(0.5, 40.0) == 21 and median_window(0.5, 31.25) == 17 and median_window(0.0, 40.0) == 1
+    with pytest.raises(ValueError, match="odd"):
+        median_filter_frames(curve, 4)
+
+
+def test_event_f1_median_filter_drops_a_lone_spike_and_heals_a_dip():
+    """A map high over a 4-s event (frames 100-259) with a 3-frame dip inside it and a 3-frame spike at 8 s.
+    Unfiltered, the 160 selected frames are the event less its dip plus the spike: the 0.5-s join closes the
+    dip, the spike opens a second estimated event, a false positive (F1 2/3 by sed_eval's definitions).
+    Median-filtered over 0.5 s (21 frames) the spike and the dip are gone and the selection is the event
+    itself (F1 1)."""
+    from benchmark.metrics.temporal import close_gaps, event_share_frames, gap_window, median_window
+    fps, t = 40.0, 401
+    labels = torch.zeros(1, t, dtype=torch.bool)
+    labels[:, 100:260] = True
+    attribution = torch.zeros(1, 1, t)
+    attribution[0, 0, 100:260] = 1.0 + torch.linspace(0.0, 0.1, 160)
+    attribution[0, 0, 180:183] = 0.0                    # dip inside the event
+    attribution[0, 0, 320:323] = 5.0                    # lone spike far from it
+
+    def f1(median: int) -> float:
+        share = event_share_frames(attribution, labels, median)
+        return event_f1_from_frames(close_gaps(share, gap_window(0.5, fps)), labels, frames_per_second=fps).item()
+
+    assert f1(1) == pytest.approx(np_prf(1, 2, 1))
+    assert f1(median_window(0.5, fps)) == pytest.approx(1.0)

@@ -96,6 +96,26 @@ def close_gaps(active: torch.Tensor, window: int) -> torch.Tensor:
     return (closed > 0.5).reshape(active.shape)
 
 
+def median_window(median_s: float, frames_per_second: float) -> int:
+    """The odd number of frames of a `median_s`-second median filter (1 = no filtering)."""
+    n = int(round(median_s * frames_per_second))
+    return max(1, n if n % 2 else n + 1)
+
+
+def median_filter_frames(curve: torch.Tensor, window: int) -> torch.Tensor:
+    """Running median of a frame curve over `window` frames (odd), the clip's edge frames repeated outward
+    (`scipy.ndimage.median_filter(mode="nearest")` along time): `[..., T] -> [..., T]`. The frame-level
+    post-processing of DCASE sound event detection before events are read off an activity curve: a lone
+    spike no longer opens an event and a dip no longer splits one. `window` <= 1 returns the input."""
+    if window <= 1:
+        return curve
+    if window % 2 == 0:
+        raise ValueError(f"median window {window} must be odd")
+    flat = curve.reshape(-1, 1, curve.shape[-1])
+    padded = torch.nn.functional.pad(flat, (window // 2, window // 2), mode="replicate")[:, 0]
+    return padded.unfold(-1, window, 1).median(dim=-1).values.reshape(curve.shape)
+
+
 def gap_window(min_gap_s: float, frames_per_second: float) -> int:
     """The odd number of frames that closes gaps up to `min_gap_s` seconds (1 = none closed)."""
     n = int(round(min_gap_s * frames_per_second))
@@ -104,16 +124,20 @@ def gap_window(min_gap_s: float, frames_per_second: float) -> int:
 
 def event_f1(attribution: torch.Tensor, frame_labels: torch.Tensor, *, frames_per_second: float,
              percentiles: Sequence[int] = PERCENTILES, collar_s: float = 0.2,
-             offset_fraction: float = 0.5, min_gap_s: float = 0.0, selection: str = "area") -> torch.Tensor:
+             offset_fraction: float = 0.5, min_gap_s: float = 0.0, median_s: float = 0.0,
+             selection: str = "area") -> torch.Tensor:
     """Event-based F1 with sed_eval's definitions, per clip and percentile: `[B, F, T], [B, T] -> [P, B]`.
 
-    Estimated events are runs of peak frames (gaps up to `min_gap_s` seconds between them filled, 0 =
-    none), reference events runs of annotated frames. An estimated event hits a reference
+    Estimated events are runs of peak frames of the frame curve (median-filtered over `median_s` seconds
+    first, 0 = not; gaps up to `min_gap_s` seconds between runs filled, 0 = none), reference events runs of
+    annotated frames. An estimated event hits a reference
     event when |onset difference| <= collar and |offset difference| <= max(collar, offset_fraction *
     reference length) (sed_eval's `t_collar`, `percentage_of_length`); hits are paired one-to-one by a
     maximum bipartite matching (sed_eval's "optimal" matching).
     """
-    estimated = close_gaps(peak_frames(attribution, percentiles, selection), gap_window(min_gap_s, frames_per_second))
+    curve = median_filter_frames(frame_curve(attribution), median_window(median_s, frames_per_second))
+    selected = percentile_selection(curve, percentiles, selection)
+    estimated = close_gaps(selected, gap_window(min_gap_s, frames_per_second))
     return event_f1_from_frames(estimated, frame_labels.bool(), frames_per_second=frames_per_second,
                                 collar_s=collar_s, offset_fraction=offset_fraction)
 
@@ -192,12 +216,14 @@ def chunk_f1_metric(ctx: MetricContext, *, selection: str = "area") -> MetricRes
     return MetricResult(values=by_percentile(ctx.percentiles, values), chance=by_percentile(ctx.percentiles, chance))
 
 
-def event_share_frames(attribution: torch.Tensor, frame_labels: torch.Tensor) -> torch.Tensor:
-    """The clip's annotated share of frames, the highest of the frame curve (ties by a seeded draw):
-    `[B, F, T], [B, T] -> [1, B, T]` bool. Events last seconds; at p >= 90 a percentile selection keeps
-    well under a second of a 10-s clip, so no estimated event can meet an annotated one's offset tolerance."""
+def event_share_frames(attribution: torch.Tensor, frame_labels: torch.Tensor, median: int = 1) -> torch.Tensor:
+    """The clip's annotated share of frames, the highest of the frame curve (median-filtered over `median`
+    frames first; ties by a seeded draw): `[B, F, T], [B, T] -> [1, B, T]` bool. Events last seconds; at
+    p >= 90 a percentile selection keeps well under a second of a 10-s clip, so no estimated event can meet
+    an annotated one's offset tolerance."""
     k = frame_labels.bool().sum(-1)
-    return (random_tie_rank(frame_curve(attribution)) < k[:, None]).unsqueeze(0)
+    curve = median_filter_frames(frame_curve(attribution), median)
+    return (random_tie_rank(curve) < k[:, None]).unsqueeze(0)
 
 
 EVENT_THRESHOLDS = ("events", "percentile")
@@ -205,19 +231,22 @@ EVENT_THRESHOLDS = ("events", "percentile")
 
 @metrics.register("event_f1", summary="event-based F1 (sed_eval definitions, 200 ms onset collar, offset within "
                   "max(collar, 50 % of the event)) of runs of the top frames (as many as the clip's events cover, "
-                  "or the p-th percentile share: threshold = 'percentile'), gaps up to 0.5 s joined, against "
-                  "annotated events",
-                  version=4, needs={"intervals"}, family="temporal", higher_is_better=True, params="percentile",
+                  "or the p-th percentile share: threshold = 'percentile') of the 0.5-s median-filtered frame "
+                  "curve, gaps up to 0.5 s joined, against annotated events",
+                  version=5, needs={"intervals"}, family="temporal", higher_is_better=True, params="percentile",
                   headline=("events",))
 def event_f1_metric(ctx: MetricContext, *, collar_s: float = 0.2, offset_fraction: float = 0.5,
-                    min_gap_s: float = 0.5, selection: str = "area", threshold: str = "events") -> MetricResult:
+                    min_gap_s: float = 0.5, median_s: float = 0.5, selection: str = "area",
+                    threshold: str = "events") -> MetricResult:
     if threshold not in EVENT_THRESHOLDS:
         raise ValueError(f"event_f1 threshold {threshold!r}: use one of {', '.join(EVENT_THRESHOLDS)}")
     fps = ctx.spec.frames_per_second
-    # unjoined, a map's peaks are runs of a frame or two scattered over the event: none meets the collar
+    # unjoined, a map's peaks are runs of a frame or two scattered over the event: none meets the collar;
+    # unfiltered, its lone spikes open events of a frame or two that count as false positives
     if threshold == "events":
         def score(attribution: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-            estimated = close_gaps(event_share_frames(attribution, labels), gap_window(min_gap_s, fps))
+            share = event_share_frames(attribution, labels, median_window(median_s, fps))
+            estimated = close_gaps(share, gap_window(min_gap_s, fps))
             return event_f1_from_frames(estimated, labels.bool(), frames_per_second=fps, collar_s=collar_s,
                                         offset_fraction=offset_fraction)
         chance = random_map_chance(score, ctx.batch.frame_labels, [0])[0]
@@ -226,7 +255,8 @@ def event_f1_metric(ctx: MetricContext, *, collar_s: float = 0.2, offset_fractio
 
     def score(attribution: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return event_f1(attribution, labels, frames_per_second=fps, percentiles=ctx.percentiles, collar_s=collar_s,
-                        offset_fraction=offset_fraction, min_gap_s=min_gap_s, selection=selection)
+                        offset_fraction=offset_fraction, min_gap_s=min_gap_s, median_s=median_s,
+                        selection=selection)
     chance = random_map_chance(score, ctx.batch.frame_labels, ctx.percentiles)
     values = score(ctx.explanation.attribution, ctx.batch.frame_labels)
     return MetricResult(values=by_percentile(ctx.percentiles, values), chance=by_percentile(ctx.percentiles, chance))
