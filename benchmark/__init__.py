@@ -44,7 +44,8 @@ def run(suite: str, *, out: str | Path | None = None, leaderboards: str | Path |
         datasets: list[str] | None = None, detectors: list[str] | None = None, explainers: list[str] | None = None,
         seeds: list[int] | None = None, add_detectors: list[str] | None = None,
         add_explainers: list[str] | None = None, add_metrics: list[str] | None = None,
-        data_root: str | None = None, progress: str = "auto", yes: bool = False) -> dict[str, Any]:
+        data_root: str | None = None, progress: str = "auto", yes: bool = False,
+        precision: str | None = None) -> dict[str, Any]:
     """Run a suite exactly as `run --suite` does (cached, resumable, published) and return its published tables:
     {"leaderboard": DataFrame, "detectors": ..., "<family>": ..., "results": per-clip long table, "folder": Path,
     "failed": [cell labels]}. Bad input raises `BenchmarkError`; failed cells are listed, not raised."""
@@ -53,7 +54,7 @@ def run(suite: str, *, out: str | Path | None = None, leaderboards: str | Path |
     vars(args).update(out=Path(out or DEFAULT_OUT), leaderboards=Path(leaderboards or DEFAULT_LEADERBOARDS),
                       device=device, datasets=datasets, detectors=detectors, explainers=explainers, seeds=seeds,
                       add_detectors=add_detectors, add_explainers=add_explainers, add_metrics=add_metrics,
-                      data_root=data_root, progress=progress, yes=yes)
+                      data_root=data_root, progress=progress, yes=yes, precision=precision)
     cmd_run(args)
     folder = Path(args.leaderboards) / suite_name_of(str(suite))
     tables: dict[str, Any] = load_tables(folder)

@@ -35,13 +35,15 @@ class TrainCell:
     dataset: PluginConfig
     detector: PluginConfig
     seed: int
+    # of the forward passes of training and of the explainers evaluated on it (`benchmark.compute`)
+    precision: str = "fp32"
 
     @cached_property
     def key(self) -> str:
         """Computed once per cell, so an adapter edited during a run cannot move the cell's key."""
         return content_key({"cell": "train", "engine": ENGINE_VERSION, "code": engine_hash("training.py"),
                             "dataset": self.dataset.identity(), "detector": self.detector.identity(),
-                            "seed": self.seed})
+                            "seed": self.seed, "precision": self.precision})
 
     @property
     def label(self) -> str:
@@ -133,7 +135,7 @@ def expand(suite: Suite) -> tuple[list[TrainCell], list[EvaluateCell]]:
             if ds.only_detectors is not None and det.name not in ds.only_detectors:
                 continue
             for seed in suite.seeds:
-                t = TrainCell(ds, det, seed)
+                t = TrainCell(ds, det, seed, suite.precision)
                 trains.append(t)
                 if ds.train_only:
                     continue

@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch threads per cell (local: this process; dask: each worker); default torch's own "
                         "(the cores). CPU tables are byte-identical across executors at the same count")
+    p.add_argument("--precision", choices=["fp32", "bf16"],
+                   help="of detector training and explainer forward passes (bf16 autocasts them; scores and "
+                        "metrics stay fp32); default the suite's `precision`, else fp32. Part of every cell key")
+    p.add_argument("--examples-per-forward", type=int, metavar="N",
+                   help="inputs one forward pass may hold (default 32 on a CPU, 512 on a GPU); explainers whose "
+                        "inputs weigh more take a share of it. Bounds memory, not results")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="--executor dask: an existing cluster's scheduler (tcp://host:8786) instead of a local one")
     p.add_argument("--out", default=DEFAULT_OUT, type=Path,
@@ -179,6 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(f"{name}: every cell cached and nothing changed since the last complete run; "
                       f"leaderboards copied to {replayed} in {time.monotonic() - t0:.1f} s")
                 return 0
+        from .compute import check_bound
         from .executors import make_executor
         from .workspace import resolve_device
 
@@ -194,6 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             torch.set_num_threads(args.threads)
         executor = make_executor(args.executor, workers=args.workers, scheduler=args.scheduler,
                                  threads=args.threads)
+        check_bound(args.examples_per_forward)
         held.callback(executor.close)
         if not locked:
             held.enter_context(store_lock(args.out))
@@ -229,11 +237,15 @@ def _announce(args: argparse.Namespace, suite, device) -> dict[str, float] | Non
 def _validated_suite(args: argparse.Namespace):
     """The suite as narrowed and extended by the CLI options, checked whole (plugins, parameters, budgets,
     dataset sizes) before anything is written."""
+    from dataclasses import replace
+
     from .suites import check_datasets, extend, load_suite, narrow
 
     suite = narrow(load_suite(args.suite), datasets=args.datasets, detectors=args.detectors,
                    explainers=args.explainers, seeds=args.seeds)
     suite = extend(suite, detectors=args.add_detectors, explainers=args.add_explainers, metrics=args.add_metrics)
+    if args.precision:
+        suite = replace(suite, precision=args.precision)
     if args.data_root:
         suite = _with_data_root(suite, args.data_root)
     check_datasets(suite)
@@ -254,7 +266,7 @@ def _run_locked(args: argparse.Namespace, suite, device, executor, t0: float, we
     from .store import Store
 
     summary = run_suite(suite, out=args.out, device=device, executor=executor, progress=_progress_mode(args),
-                        weights=weights)
+                        weights=weights, forward_bound=args.examples_per_forward)
     folder = publish(Store(args.out), suite.name, args.leaderboards, _progress_mode(args))
     print(f"{suite.name}: {summary.done} cells computed, {summary.cached} cached, {len(summary.skipped)} skipped, "
           f"{len(summary.failed)} failed in {time.monotonic() - t0:.1f} s on {device}; leaderboards in {folder}")
@@ -307,8 +319,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from .integrity import store_lock
     from .leaderboard import publish
     from .store import Store
-    from .suites import load_suite
-    name = load_suite(args.suite).name
+    try:  # the name only: publishing reads what the run recorded, not the suite file's current content
+        name = suite_name_of(args.suite)
+    except BenchmarkError:
+        # a suite file gone since its run still publishes, by the name the store recorded it under
+        if not _recorded_suite(args.out, args.suite):
+            raise
+        name = args.suite
     if not Path(args.out).is_dir():
         raise BenchmarkError(f"no results store at '{args.out}': run `python -m benchmark run --suite {name} "
                              f"--out {args.out}` first, or pass the --out folder of a run")
@@ -316,6 +333,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
         folder = publish(Store(args.out), name, args.leaderboards)
     print(f"published {name} to {folder}")
     return 0
+
+
+def _recorded_suite(out: Path, name: str) -> bool:
+    """Whether the store at `out` holds a run recorded under the suite name `name`."""
+    from .integrity import NAME_PATTERN
+    from .store import Store
+    return Path(out).is_dir() and bool(NAME_PATTERN.fullmatch(name)) and Store(out).suite_manifest(name) is not None
 
 
 def cmd_data(args: argparse.Namespace) -> int:

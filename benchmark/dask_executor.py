@@ -30,8 +30,8 @@ from .dataset import notice
 from .errors import BenchmarkError
 from .executors import Outcome, cell_runner, guarded
 
-# the worker process's workspaces, one per (store root, device): datasets and detectors loaded once
-_WORKSPACES: dict[tuple[str, str], Any] = {}
+# the worker process's workspaces, one per (store root, device, forward bound): datasets and detectors loaded once
+_WORKSPACES: dict[tuple[str, str, int | None], Any] = {}
 
 
 def plugin_modules() -> tuple[str, ...]:
@@ -41,7 +41,7 @@ def plugin_modules() -> tuple[str, ...]:
 
 
 def run_cell_task(kind: str, cell: Any, root: str, device: str, threads: int,
-                  modules: tuple[str, ...] = ()) -> Outcome:
+                  modules: tuple[str, ...] = (), forward_bound: int | None = None) -> Outcome:
     """What a worker runs: one cell against the store at `root` (read only), its outcome returned. `modules`
     are imported first, so plugins the driver registered outside the entry points exist here too."""
     import importlib
@@ -54,9 +54,10 @@ def run_cell_task(kind: str, cell: Any, root: str, device: str, threads: int,
         importlib.import_module(module)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-    ws = _WORKSPACES.get((root, device))
+    ws = _WORKSPACES.get((root, device, forward_bound))
     if ws is None:
-        ws = _WORKSPACES[(root, device)] = Workspace(store=Store(root), device=torch.device(device))
+        ws = _WORKSPACES[(root, device, forward_bound)] = Workspace(store=Store(root), device=torch.device(device),
+                                                                   forward_bound=forward_bound)
     fn = cell_runner(kind)
     return guarded(lambda c: fn(c, ws, None), cell)
 
@@ -106,7 +107,7 @@ class DaskExecutor:
         def submit(cell: Any) -> None:
             on_start(cell)
             future = self.client.submit(run_cell_task, kind, cell, root, device, self.threads, modules,
-                                        key=f"{kind}-{cell.key}", pure=False)
+                                        ws.forward_bound, key=f"{kind}-{cell.key}", pure=False)
             submitted[future.key] = cell
             futures.add(future)
 

@@ -149,10 +149,12 @@ def train_epochs(
             if scheduler is not None:
                 scheduler.step(epoch - 1 + i / max(1, len(train)))
         model.eval()
-        with torch.no_grad():
-            vals = [float(loss_fn(val[i:i + budget.batch_size].to(device))) * len(val[i:i + budget.batch_size])
-                    for i in range(0, len(val), budget.batch_size)]
-        v = sum(vals) / max(1, len(val))
+        with torch.no_grad():  # summed on the device: one host sync per epoch, not per batch
+            total = torch.zeros((), dtype=torch.float64, device=device)
+            for i in range(0, len(val), budget.batch_size):
+                part = val[i:i + budget.batch_size]
+                total += loss_fn(part.to(device)).double() * len(part)
+        v = float(total) / max(1, len(val))
         curve.append(v)
         if progress:
             progress(f"epoch {epoch} val {v:.4g}")

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .cells import EvaluateCell
+from .compute import autocast
 from .dataset import notice
 from .detector import Detector
 from .errors import CellFailure
@@ -116,7 +117,11 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
     n_batches = (len(chosen) + bs - 1) // bs
 
     def explain_with(det: Detector, b: Batch, _bi: int) -> Explanation:
-        return explainer.get()[0].explain(det, b, generator=torch.Generator().manual_seed(batch_seed(seed, _bi)))
+        """The explainer's forward passes at the cell's precision; its maps in float32 for the metrics."""
+        made = explainer.get()[0]
+        with autocast(ws.device, cell.train.precision):
+            expl = made.explain(det, b, generator=torch.Generator().manual_seed(batch_seed(seed, _bi)))
+        return expl.in_float32()
 
     for bi in range(n_batches):
         lo, hi = bi * bs, min((bi + 1) * bs, len(chosen))
@@ -139,7 +144,7 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
         if pending:
             _score_batch(cell, pending, batch, expl, detector, dataset.spec, capabilities, provides, live_only,
                          explain=lambda det, b, _bi=bi: explain_with(det, b, _bi), seed=seed, bi=bi,
-                         in_batch=torch.arange(lo, hi), budgets=budgets,
+                         in_batch=torch.arange(lo, hi), budgets=budgets, forward_bound=ws.forward_bound,
                          base=clip_rows(test, idx.tolist(), **ident), new_rows=new_rows, skipped=skipped,
                          failures=failures, passes=metric_passes, seconds=metric_seconds)
         if progress:
@@ -207,6 +212,8 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
             "explanation": "stored" if stored is not None and not live else ("re-explained" if stored else "computed"),
             "metrics_computed": len(pending), "metrics_reused": len(cell.metrics) - len(pending),
             "explainer_forward": explainer_passes[0] / n, "explainer_backward": explainer_passes[1] / n,
+            # s(x) of every clip, once per batch for all the metrics (none when every metric was stored)
+            "score_forward": 1.0 if pending and len(chosen) else 0.0,
             "metric_forward": sum(p[0] for p in metric_passes.values()) / n,
             "metric_backward": sum(p[1] for p in metric_passes.values()) / n,
             "peak_memory_mb": _peak_memory_mb(ws.device)}
@@ -220,14 +227,15 @@ def run_evaluate_cell(cell: EvaluateCell, ws: Workspace, progress: Callable[[str
 
 def _score_batch(cell: EvaluateCell, pending: list[int], batch: Batch, expl: Explanation, detector: Detector, spec,
                  capabilities, provides: set[str], live_only: tuple[str, ...], *, explain, seed: int, bi: int,
-                 in_batch: torch.Tensor, budgets: dict[int, torch.Tensor], base: list[dict], new_rows: dict,
+                 in_batch: torch.Tensor, budgets: dict[int, torch.Tensor], forward_bound: int | None,
+                 base: list[dict], new_rows: dict,
                  skipped: dict, failures: dict, passes: dict, seconds: dict) -> None:
     """Score the pending metrics on one batch: each on its clips (truth-carrying ones, its clip budget), with a
     fresh generator of the batch's seed, charged the detector passes it spent."""
     with torch.no_grad():
         scores = detector.score(batch.x)
     ctx = MetricContext(batch=batch, explanation=expl, detector=detector, spec=spec, scores=scores, explain=explain,
-                        generator=torch.Generator())
+                        generator=torch.Generator(), forward_bound=forward_bound)
     for i in pending:
         if i in skipped or i in failures:
             continue

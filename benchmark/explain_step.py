@@ -19,6 +19,7 @@ import soundfile as sf
 import torch
 
 from .cells import EvaluateCell
+from .compute import autocast
 from .dataset import ClipTable, notice
 from .detector import Budget, Detector
 from .errors import CellFailure
@@ -60,6 +61,7 @@ def prepare_explainer(cell: EvaluateCell, ws: Workspace, detector: Detector,
     interpreter checkpoint it trained, for the driver to store (an unreadable stored one is trained anew)."""
     explainer = registry("explainer").make(cell.explainer.name, **cell.explainer.params)
     explainer.bind(spec, ws.device)
+    explainer.forward_bound = ws.forward_bound
     log: dict[str, Any] = {}
     files: dict[str, bytes] = {}
     if explainer.trains:
@@ -71,8 +73,9 @@ def prepare_explainer(cell: EvaluateCell, ws: Workspace, detector: Detector,
         if state is None:
             seed_everything(cell.train.seed)
             train = ws.table(cell.train.dataset, "train")
-            log = explainer.fit(detector, train.where(train.labels == 0), seed=cell.train.seed,
-                                budget=cell.explainer.budget or Budget())
+            with autocast(ws.device, cell.train.precision):
+                log = explainer.fit(detector, train.where(train.labels == 0), seed=cell.train.seed,
+                                    budget=cell.explainer.budget or Budget())
             files[ws.store.checkpoint_relpath(cell.interpreter_key)] = checkpoint_bytes(
                 {"state": explainer.state_dict(), "log": log})
         else:

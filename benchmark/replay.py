@@ -35,7 +35,8 @@ def replay_key(args: Namespace, suite_file: Path) -> str:
     h.update(suite_file.read_bytes())
     h.update(json.dumps([args.datasets, args.detectors, args.explainers, args.seeds, args.data_root,
                          args.device, getattr(args, "add_detectors", None), getattr(args, "add_explainers", None),
-                         getattr(args, "add_metrics", None)], default=str).encode())
+                         getattr(args, "add_metrics", None), getattr(args, "precision", None)],
+                        default=str).encode())
     for package in ("benchmark", "adapters"):
         _hash_tree(h, ROOT / package, "*.py")
     if (ROOT / "tasks").is_dir():

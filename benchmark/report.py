@@ -36,7 +36,7 @@ from .power import power_summary, power_table
 from .provenance import build_manifest
 from .publish_cache import FigureCache
 from .references import without_references
-from .registry import registry
+from .specs import FAMILIES
 from .statistics import (
     ALPHA,
     CONTROLS,
@@ -147,11 +147,11 @@ def with_lifts(table: pd.DataFrame, leaderboard: pd.DataFrame, columns: list[str
 
 # --- the report --------------------------------------------------------------------------------------
 def _remove_stale(folder: Path, families: set[str]) -> None:
-    """Outputs of an earlier publish that this one would not rewrite (figures, audio, vanished families)."""
+    """Outputs of an earlier publish that this one would not rewrite (figures, audio, vanished families). The
+    families that can have a table are the spec's, not the installed metrics': a publish reads no plugin."""
     for sub in ("figures", "audio"):
         shutil.rmtree(folder / sub, ignore_errors=True)
-    known = {str(p.extra.get("family", OTHER_FAMILY)) for p in registry("metric").plugins()} | {OTHER_FAMILY}
-    for family in known - families:
+    for family in (set(FAMILIES) | {OTHER_FAMILY}) - families:
         (folder / f"{family}.csv").unlink(missing_ok=True)
 
 

@@ -11,6 +11,7 @@ from .dataset import notice
 from .executors import Executor, Outcome
 from .needs import dataset_provides
 from .progress import RunProgress
+from .provenance import run_plugins
 from .statistics import metric_specs
 from .store import DONE, FAILED, SKIPPED, Store
 from .suites import Suite
@@ -30,17 +31,23 @@ class RunSummary:
 
 
 def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Executor,
-              progress: str = "off", weights: dict[str, float] | None = None) -> RunSummary:
+              progress: str = "off", weights: dict[str, float] | None = None,
+              forward_bound: int | None = None) -> RunSummary:
     """Run `suite`'s unfinished cells into the store at `out`. `progress`: "bars" (a terminal), "lines" (one
-    line per cell, for logs) or "off"; `weights`: each cell's estimated seconds, for a cost-weighted ETA."""
+    line per cell, for logs) or "off"; `weights`: each cell's estimated seconds, for a cost-weighted ETA;
+    `forward_bound`: inputs per forward pass (`benchmark.compute`; None: the device's default)."""
     store = Store(out)
     trains, evals = expand(suite)
+    # the facts a publish reads (plugin identities, metric specs) are taken now, with the cell keys: the plugins
+    # installed when it publishes may have changed since
     store.record_suite(suite.name, {"suite": suite.name, "suite_file": str(suite.path),
                                     "suite_hash": suite.file_hash(), "seeds": list(suite.seeds),
                                     "device": str(device), "torch_threads": torch.get_num_threads(),
+                                    "precision": suite.precision, "examples_per_forward": forward_bound,
                                     "train": [c.key for c in trains], "evaluate": [c.key for c in evals],
+                                    "plugins": run_plugins(suite),
                                     "metric_specs": metric_specs([m.name for m in suite.metrics])})
-    ws = Workspace(store=store, device=device)
+    ws = Workspace(store=store, device=device, forward_bound=forward_bound)
     summary = RunSummary()
     report = RunProgress(suite.name, len(trains) + len(evals), weights or {}, progress)
     computed: set[str] = set()

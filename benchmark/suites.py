@@ -38,6 +38,7 @@ from hashlib import sha256
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .compute import PRECISIONS
 from .errors import BenchmarkError
 from .integrity import check_name
 from .registry import Plugin, registry
@@ -46,7 +47,7 @@ if TYPE_CHECKING:  # the detector module imports torch; `run` replays without it
     from .detector import Budget
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "tasks" / "suites"
-TOP_KEYS = {"name", "description", "include", "seeds", "metrics", "metric_params", "metric_clips", "evaluate",
+TOP_KEYS = {"name", "description", "include", "seeds", "precision", "metrics", "metric_params", "metric_clips", "evaluate",
             "datasets", "detectors", "explainers", "filter_sweep", "variants", "difficulty_sweep"}
 EVALUATE_KEYS = {"clips": "anomalous", "max_clips": 32, "batch_size": 16, "examples": 2}
 EVALUATE_LEAST = {"max_clips": 1, "batch_size": 1, "examples": 0}
@@ -119,6 +120,8 @@ class Suite:
     evaluate: dict[str, Any]
     # the files the suite was read from: its own, then the suites it includes
     files: tuple[Path, ...] = ()
+    # of detector and explainer forward passes (`benchmark.compute`): "fp32" or "bf16"; part of every cell key
+    precision: str = "fp32"
 
     def file_hash(self) -> str:
         if len(self.files) <= 1:
@@ -202,6 +205,10 @@ def load_suite(suite: str) -> Suite:
     if not isinstance(seeds, list) or not seeds or not all(_is_int(s) and s >= 0 for s in seeds):
         raise BenchmarkError(f"suite file '{path}': seeds must be a non-empty list of non-negative integers")
     seeds = list(dict.fromkeys(seeds))  # a repeated seed would run and count every cell twice
+    precision = raw.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise BenchmarkError(f"suite file '{path}': precision must be one of {', '.join(PRECISIONS)}, "
+                             f"got {precision!r}")
     evaluate = dict(EVALUATE_KEYS)
     if not isinstance(raw.get("evaluate", {}), dict):
         raise BenchmarkError(f"suite file '{path}': [evaluate] must be a table")
@@ -226,7 +233,7 @@ def load_suite(suite: str) -> Suite:
         explainers=tuple(_configs("explainer", raw["explainers"], path, trained=True)),
         metrics=tuple(_metric_configs(raw.get("metrics", "all"), raw.get("metric_params", {}),
                                       raw.get("metric_clips", {}), path)),
-        evaluate=evaluate, files=files,
+        evaluate=evaluate, files=files, precision=precision,
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from .cells import TrainCell
+from .compute import autocast
 from .detector import Budget, batched_scores
 from .errors import CellFailure
 from .executors import Outcome
@@ -47,8 +48,9 @@ def run_train_cell(cell: TrainCell, ws: Workspace, progress: Callable[[str], Non
     det.build(grid, len(classes))
     det.to(ws.device)
     det.remember_normals(normal.x[fit_idx].to(ws.device))
-    log = det.fit(normal.x[fit_idx], normal.x[val_idx], train_groups=groups[fit_idx], val_groups=groups[val_idx],
-                  seed=cell.seed, budget=budget, progress=progress)
+    with autocast(ws.device, cell.precision):  # calibration and test scores below stay in float32
+        log = det.fit(normal.x[fit_idx], normal.x[val_idx], train_groups=groups[fit_idx],
+                      val_groups=groups[val_idx], seed=cell.seed, budget=budget, progress=progress)
     det.eval()
     val_scores = batched_scores(det, normal.x[val_idx], budget.batch_size, ws.device)
     det.calibrate(val_scores.to(ws.device))

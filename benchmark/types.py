@@ -121,3 +121,13 @@ class Explanation:
         return Explanation(attribution=self.attribution[rows], audio=pick(self.audio), mask=pick(self.mask),
                            forward_passes=self.forward_passes, backward_passes=self.backward_passes,
                            extra={k: pick(v) for k, v in self.extra.items()})
+
+    def in_float32(self) -> Explanation:
+        """The same explanation with every reduced-precision floating tensor (from an autocast forward) in
+        float32, so metrics compute in full precision; float32 and float64 tensors are kept as they are."""
+        def up(t: Any) -> Any:
+            low = isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype in (torch.bfloat16, torch.float16)
+            return t.float() if low else t
+        return Explanation(attribution=up(self.attribution), audio=up(self.audio), mask=up(self.mask),
+                           forward_passes=self.forward_passes, backward_passes=self.backward_passes,
+                           extra={k: up(v) for k, v in self.extra.items()})

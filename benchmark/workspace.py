@@ -55,6 +55,8 @@ def _ident(config: PluginConfig) -> str:
 class Workspace:
     store: Store
     device: torch.device
+    # the run's bound on inputs per forward pass (`benchmark.compute`; None: the device's default)
+    forward_bound: int | None = None
     data_params: dict[str, Any] = field(default_factory=dict)
     _datasets: dict[str, Dataset] = field(default_factory=dict)
     _tables: dict[tuple[str, str], ClipTable] = field(default_factory=dict)

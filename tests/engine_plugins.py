@@ -51,7 +51,9 @@ class Template(Detector):
     def fit(self, train, val, *, train_groups, val_groups, seed, budget, progress=None):
         if self.fail_fit:
             raise RuntimeError("deliberately broken detector")
-        return {"epochs": 0}
+        # what the engine's precision did to training's forward passes
+        autocast = torch.is_autocast_enabled(train.device.type)
+        return {"epochs": 0, "autocast": str(torch.get_autocast_dtype(train.device.type)) if autocast else None}
 
     def reconstruct(self, x):
         return self.normal_mean.expand_as(x)
@@ -81,6 +83,21 @@ def band_mass(ctx: MetricContext) -> MetricResult:
     a = ctx.explanation.attribution.abs()
     m = ctx.batch.tf_mask.float()
     return MetricResult(values={"": (a * m).sum((1, 2)) / a.sum((1, 2)).clamp_min(1e-12)}, chance=m.mean((1, 2)))
+
+
+# what `test-probe` saw in each explain call of this process: (autocast dtype or None, inputs per forward)
+PROBED: list[tuple[str | None, int]] = []
+
+
+@explainers.register("test-probe", summary="engine tests: records the precision and forward bound it runs under",
+                     version=1)
+class Probe(Explainer):
+    def explain(self, detector, batch, *, generator):
+        device = batch.x.device.type
+        dtype = str(torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else None
+        PROBED.append((dtype, self.examples_per_forward(batch.x.device)))
+        # a map computed inside the autocast region: its precision is the forward pass's
+        return Explanation(attribution=(batch.x[:, 0] @ torch.eye(batch.x.shape[-1], device=batch.x.device)).abs())
 
 
 @explainers.register("test-exits", summary="engine tests: a plugin that calls sys.exit", version=1)
@@ -118,7 +135,7 @@ class KillsWorker(Explainer):
 
 
 def run_suite_text(tmp_path, text: str, out: str = "runs", leaderboards: str | None = None,
-                   executor=None):
+                   executor=None, forward_bound: int | None = None):
     """Write suite `text` to `<tmp_path>/<out>.toml`, run it into `<tmp_path>/<out>` on the CPU and publish it into
     `<tmp_path>/<leaderboards>` (default `lb-<out>`): (summary, published folder, suite file)."""
     from benchmark.executors import LocalExecutor
@@ -131,5 +148,5 @@ def run_suite_text(tmp_path, text: str, out: str = "runs", leaderboards: str | N
     path.write_text(text)
     suite = load_suite(str(path))
     summary = run_suite(suite, out=tmp_path / out, device=torch.device("cpu"), executor=executor or LocalExecutor(),
-                        progress="off")
+                        progress="off", forward_bound=forward_bound)
     return summary, publish(Store(tmp_path / out), suite.name, tmp_path / (leaderboards or f"lb-{out}")), path

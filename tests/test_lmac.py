@@ -269,7 +269,7 @@ def test_training_lowers_the_loss_and_leaves_the_detector_alone(cls):
         with torch.no_grad():
             total, terms = explainer.training_loss(s.detector, w)
         losses.append(float(total))
-    assert terms["anomalous"] == 0.5
+    assert float(terms["anomalous"]) == 0.5
     assert losses[1] < 0.8 * losses[0], losses
     assert [h["loss"] for h in log["history"]][-1] < log["history"][0]["loss"]
     assert all(torch.equal(v, s.detector.state_dict()[k]) for k, v in det_state.items())
@@ -335,7 +335,8 @@ def test_gradients_accumulated_over_small_forwards_equal_the_whole_batch():
     explainer.network.train()
     grads, logs = [], []
     for per_forward in (4, 1):
-        logs.append(explainer.accumulate_gradients(s.detector, s.test.waveform, params, per_forward))
+        logs.append({k: float(v) for k, v in
+                     explainer.accumulate_gradients(s.detector, s.test.waveform, params, per_forward).items()})
         grads.append(torch.cat([p.grad.flatten() for p in params if p.grad is not None]))
     assert logs[0] == pytest.approx(logs[1], rel=1e-5, abs=1e-6)
     # float32 sums in another order: one element in 36k differs by 1.2e-6 of the largest gradient

@@ -295,12 +295,13 @@ class TrainedInterpreter(Explainer):
                           center=True, return_complex=True)
         return torch.log1p(stft.abs()).mean()
 
-    def training_loss(self, detector: Detector, w: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """Total loss of clips `w: [B, N]` as fed (no augmentation) and its terms as floats."""
+    def training_loss(self, detector: Detector, w: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss of clips `w: [B, N]` as fed (no augmentation) and its terms, detached scalars on the device
+        (read on the host once per epoch, not per step)."""
         w_in, w_out, _, decision = self.split(detector, w)
         terms = self.loss_terms(detector, w, w_in, w_out, decision)
         total = sum(terms.values())
-        return total, {**{k: float(v.detach()) for k, v in terms.items()}, "anomalous": float(decision.mean())}
+        return total, {**{k: v.detach() for k, v in terms.items()}, "anomalous": decision.float().mean()}
 
     # training -----------------------------------------------------------------------------
     def fit(self, detector: Detector, train: ClipTable, *, seed: int, budget: Budget) -> dict[str, Any]:
@@ -329,7 +330,7 @@ class TrainedInterpreter(Explainer):
         for _epoch in range(budget.epochs):
             self.network.train()
             order = torch.randperm(len(fit_waves), generator=g)
-            sums: dict[str, float] = {}
+            sums: dict[str, torch.Tensor] = {}
             for i in range(0, len(fit_waves), budget.batch_size):
                 w = self.with_anomalies(fit_waves[order[i:i + budget.batch_size]], g)
                 for k, v in self.accumulate_gradients(detector, w, params, per_forward).items():
@@ -337,7 +338,7 @@ class TrainedInterpreter(Explainer):
                 optimizer.step()
                 steps += 1
             val = self.validation_loss(detector, val_waves, per_forward)
-            history.append({**{k: v / len(fit_waves) for k, v in sums.items()}, "val_loss": val})
+            history.append({**{k: float(v) / len(fit_waves) for k, v in sums.items()}, "val_loss": val})
             if stopping.should_stop(val):
                 break
         stopping.restore_best()
@@ -357,20 +358,21 @@ class TrainedInterpreter(Explainer):
     def validation_loss(self, detector: Detector, w: torch.Tensor, per_forward: int) -> float:
         """The total loss of clips `w: [M, N]` as fed, averaged over clips, without gradients."""
         self.network.eval()
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
         with torch.no_grad():
             for j in range(0, len(w), per_forward):
                 part = w[j:j + per_forward].to(self.device)
-                total += float(self.training_loss(detector, part)[0]) * len(part)
-        return total / len(w)
+                total += self.training_loss(detector, part)[0].double() * len(part)
+        return float(total) / len(w)
 
     def accumulate_gradients(self, detector: Detector, w: torch.Tensor, params: list[torch.Tensor],
-                             per_forward: int) -> dict[str, float]:
+                             per_forward: int) -> dict[str, torch.Tensor]:
         """Set `.grad` of `params` to the gradient of the loss of clips `w: [B, N]`, computed over
-        forwards of at most `per_forward` clips; returns the loss terms averaged over the clips."""
+        forwards of at most `per_forward` clips; returns the loss terms averaged over the clips (detached
+        scalars on the device)."""
         for p in params:
             p.grad = None
-        means: dict[str, float] = {}
+        means: dict[str, torch.Tensor] = {}
         for j in range(0, len(w), per_forward):
             part = w[j:j + per_forward].to(self.device)
             total, terms = self.training_loss(detector, part)
@@ -380,8 +382,8 @@ class TrainedInterpreter(Explainer):
             for p, grad in zip(params, grads, strict=True):
                 if grad is not None:
                     p.grad = grad if p.grad is None else p.grad + grad
-            for k, v in {"loss": float(total.detach()), **terms}.items():
-                means[k] = means.get(k, 0.0) + v * share
+            for k, v in {"loss": total.detach(), **terms}.items():
+                means[k] = means.get(k, 0.0) + v.double() * share
         return means
 
     # explaining ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ Choices beyond the reference:
   sqrt(2L) for the L = 20 001 encoder frames of a 10-s 16 kHz clip, which balances intra- against
   inter-chunk attention: 0.6 against 1.1 CPU-s per clip forward at chunk 100). Training then costs
   about 3.5 CPU-s and 1 GB of activations per 10-s clip, so at most `examples_per_forward` clips
-  (2 on a CPU) go through one forward and gradients are accumulated up to the batch. The
+  (2 on a CPU, 32 on a GPU) go through one forward and gradients are accumulated up to the batch. The
   reference size (N 256, chunk 250, 2 blocks of 4 intra / 2 inter layers with 4 / 8 heads, d_ffn 256;
   1.1 M parameters per one-layer block) costs about 15 CPU-s per clip and step for a single
   one-layer block, out of reach of a CPU suite. Every size is a parameter.
@@ -138,6 +138,9 @@ class LMACTD(TrainedInterpreter):
     """L-MAC-TD on a detector; `explain` returns the attribution, `audio = w_in`, the grid mask
     (mel-power ratio) and `extra["audio_masked_out"] = w_out`."""
 
+    # training a 10-s clip holds about 1 GB of activations at the default size: 2 clips per forward on a CPU
+    forward_weight = 16
+
     def __init__(self, alpha: float = 0.75, n_filters: int = 64, chunk_size: int = 200, num_layers: int = 1,
                  intra_layers: int = 1, inter_layers: int = 1, n_heads: int = 4, d_ffn: int = 128,
                  hidden_width: int = 16, layers: tuple[str, ...] | list[str] | None = None,
@@ -156,12 +159,6 @@ class LMACTD(TrainedInterpreter):
         self.sizes = dict(n_filters=n_filters, chunk_size=chunk_size, num_layers=num_layers,
                           intra_layers=intra_layers, inter_layers=inter_layers, n_heads=n_heads, d_ffn=d_ffn)
         reconstruction_filterbank(n_filters)  # fail at construction, not after a probe forward
-
-    def examples_per_forward(self, device: torch.device) -> int:
-        """Clips per forward: training a 10-s clip holds about 1 GB of activations at the default size."""
-        if self.max_examples_per_forward:
-            return self.max_examples_per_forward
-        return 16 if torch.device(device).type == "cuda" else 2
 
     def build_network(self, hidden_channels: list[int]) -> nn.Module:
         return TimeDomainInterpreter(hidden_channels, self.spec.n_bins, alpha=self.alpha,

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..compute import examples_per_forward
 from .context import MetricContext, MetricResult
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
@@ -41,20 +42,21 @@ def result(ctx: MetricContext, values: dict[str, torch.Tensor], chance: torch.Te
     return MetricResult(values=values, chance=chance, forward_passes=forward, backward_passes=backward)
 
 
-def examples_per_forward(device: torch.device) -> int:
-    """Inputs per detector forward when scoring perturbed copies (the explainers' default bound)."""
-    return 512 if torch.device(device).type == "cuda" else 32
+def forward_bound(ctx: MetricContext) -> int:
+    """Inputs per detector forward when this context's metrics score perturbed copies: the run's bound."""
+    return examples_per_forward(ctx.batch.x.device, ctx.forward_bound)
 
 
-def score_stacked(score: ScoreFn, inputs: torch.Tensor) -> torch.Tensor:
+def score_stacked(score: ScoreFn, inputs: torch.Tensor, per_forward: int | None = None) -> torch.Tensor:
     """Scores of a stack of perturbed batches without gradients: `[K, B, 1, F, T] -> [K, B]`.
 
-    The K copies are flattened into one batch axis and scored in chunks, so K percentiles or steps cost
-    K forward passes per clip but only ceil(K * B / chunk) detector calls.
+    The K copies are flattened into one batch axis and scored in chunks of `per_forward` (default: the
+    device's bound, `benchmark.compute`), so K percentiles or steps cost K forward passes per clip but only
+    ceil(K * B / chunk) detector calls.
     """
     k, b = inputs.shape[:2]
     flat = inputs.reshape(k * b, *inputs.shape[2:])
-    chunk = examples_per_forward(flat.device)
+    chunk = per_forward or examples_per_forward(flat.device)
     with torch.no_grad():
         out = torch.cat([score(flat[i:i + chunk]) for i in range(0, len(flat), chunk)])
     return out.reshape(k, b)

@@ -35,6 +35,7 @@ class MetricContext:
     same seed, so a value does not depend on which metrics ran before it).
     memo: detector passes shared by the metrics of this context (`metrics._passes`); `subset` contexts
     (truth-only clips, a metric's clip budget) have their own, kept for the whole batch.
+    forward_bound: the run's bound on inputs per detector forward (`benchmark.compute`; None: the device's).
     """
 
     batch: Batch
@@ -45,6 +46,7 @@ class MetricContext:
     explain: Callable[[Detector, Batch], Explanation]
     generator: torch.Generator
     percentiles: tuple[int, ...] = PERCENTILES
+    forward_bound: int | None = None
     memo: PassMemo = field(default_factory=PassMemo)
     _subsets: dict = field(default_factory=dict, repr=False)
 
@@ -57,7 +59,8 @@ class MetricContext:
             self._subsets[key] = MetricContext(
                 batch=self.batch.select(rows), explanation=self.explanation.select(rows.to(self.scores.device)),
                 detector=self.detector, spec=self.spec, scores=self.scores[rows.to(self.scores.device)],
-                explain=self.explain, generator=self.generator, percentiles=self.percentiles)
+                explain=self.explain, generator=self.generator, percentiles=self.percentiles,
+                forward_bound=self.forward_bound)
         return self._subsets[key]
 
 

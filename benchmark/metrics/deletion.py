@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..registry import metrics
-from ._passes import ScoreFn, reference_of, result, score_stacked, scores_unless_given, shared
+from ._passes import ScoreFn, forward_bound, reference_of, result, score_stacked, scores_unless_given, shared
 from ._ranking import descending_rank
 from .context import MetricContext, MetricResult
 
@@ -47,13 +47,15 @@ def area_under_curve(curve: torch.Tensor) -> torch.Tensor:
 
 
 def perturbation_curves(score: ScoreFn, x: torch.Tensor, reference: torch.Tensor, attribution: torch.Tensor, *,
-                        n_steps: int = 10, scores: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                        n_steps: int = 10, scores: torch.Tensor | None = None, per_forward: int | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """Deletion and insertion curves, each `[n + 1, B]`, from 2n - 1 scored inputs per clip: the
-    all-reference input ends deletion and starts insertion. `scores` = s(x) if already known."""
+    all-reference input ends deletion and starts insertion. `scores` = s(x) if already known; `per_forward`
+    bounds the inputs of one detector call."""
     scores = scores_unless_given(score, x, scores)
     selected = top_bins(attribution, n_steps)
     inputs = torch.cat([_blend(selected[1:], reference, x), _blend(selected[1:-1], x, reference)])
-    relative = _relative(scores, score_stacked(score, inputs))
+    relative = _relative(scores, score_stacked(score, inputs, per_forward))
     deleted, inserted = relative[:n_steps], relative[n_steps:]
     unchanged = torch.ones_like(deleted[:1])
     return torch.cat([unchanged, deleted]), torch.cat([deleted[-1:], inserted, unchanged])
@@ -74,7 +76,7 @@ def insertion_auc(score: ScoreFn, x: torch.Tensor, reference: torch.Tensor, attr
 def _curves(ctx: MetricContext, n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     def compute():
         return perturbation_curves(ctx.detector.score, ctx.batch.x, reference_of(ctx), ctx.explanation.attribution,
-                                   n_steps=n_steps, scores=ctx.scores)
+                                   n_steps=n_steps, scores=ctx.scores, per_forward=forward_bound(ctx))
     return shared(ctx, ("deletion", n_steps), compute, passes=2 * n_steps - 1)
 
 

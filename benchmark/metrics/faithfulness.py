@@ -17,7 +17,16 @@ from collections.abc import Sequence
 import torch
 
 from ..registry import metrics
-from ._passes import ScoreFn, charge, reference_of, result, score_stacked, scores_unless_given, shared
+from ._passes import (
+    ScoreFn,
+    charge,
+    forward_bound,
+    reference_of,
+    result,
+    score_stacked,
+    scores_unless_given,
+    shared,
+)
 from .context import PERCENTILES, MetricContext, MetricResult
 from .temporal import by_percentile, chunk_any, chunk_frames_for, peak_frames
 
@@ -64,10 +73,12 @@ def normalised_faithfulness_from_scores(scores: torch.Tensor, perturbed: torch.T
 
 
 def distinct_frame_scores(score: ScoreFn, x: torch.Tensor, reference: torch.Tensor, frames: torch.Tensor,
-                          scores: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+                          scores: torch.Tensor | None = None, per_forward: int | None = None
+                          ) -> tuple[torch.Tensor, float]:
     """s(x with `frames` replaced) `[K, B]` and the forward passes it cost per clip, scoring each distinct
     perturbed input of a clip once: percentiles whose selections coincide (segment FF's chunks often do) share
-    one pass, and an empty selection is x itself, s(x) when `scores` gives it. `frames` `[K, B, T]` bool."""
+    one pass, and an empty selection is x itself, s(x) when `scores` gives it. `frames` `[K, B, T]` bool;
+    `per_forward` bounds the inputs of one detector call (`score_stacked`)."""
     k, b, _ = frames.shape
     same = (frames[:, None] == frames[None, :]).all(dim=-1)                    # [K, K, B]
     first = same.to(torch.uint8).argmax(dim=1)                                 # [K, B]: first equal selection
@@ -78,7 +89,7 @@ def distinct_frame_scores(score: ScoreFn, x: torch.Tensor, reference: torch.Tens
     scored = None
     if len(ks):
         inputs = torch.where(frames[ks, bs][:, None, None, :], reference[bs], x[bs])      # [U, 1, F, T]
-        scored = score_stacked(score, inputs[None])[0]
+        scored = score_stacked(score, inputs[None], per_forward)[0]
     dtype = x.dtype
     for t in (scored, scores):
         dtype = dtype if t is None else torch.promote_types(dtype, t.dtype)
@@ -112,10 +123,11 @@ def ff_segment(score: ScoreFn, x: torch.Tensor, reference: torch.Tensor, attribu
 
 def _ff_segment(score: ScoreFn, x: torch.Tensor, reference: torch.Tensor, attribution: torch.Tensor,
                 frame_labels: torch.Tensor, *, chunk_frames: int, percentiles: Sequence[int],
-                scores: torch.Tensor | None, selection: str) -> tuple[torch.Tensor, float]:
+                scores: torch.Tensor | None, selection: str, per_forward: int | None = None
+                ) -> tuple[torch.Tensor, float]:
     frames = segment_frames(peak_frames(attribution, percentiles, selection), frame_labels, chunk_frames)
     base = scores_unless_given(score, x, scores)
-    perturbed, passes = distinct_frame_scores(score, x, reference, frames, base)
+    perturbed, passes = distinct_frame_scores(score, x, reference, frames, base, per_forward)
     return faithfulness_from_scores(base, perturbed), passes
 
 
@@ -131,7 +143,8 @@ def _peak_replaced_scores(ctx: MetricContext, selection: str) -> torch.Tensor:
     """s(x') for every percentile's peak frames, shared by ff and ff_norm: `[P, B]`."""
     def compute() -> torch.Tensor:
         frames = peak_frames(ctx.explanation.attribution, ctx.percentiles, selection)
-        values, passes = distinct_frame_scores(ctx.detector.score, ctx.batch.x, reference_of(ctx), frames, ctx.scores)
+        values, passes = distinct_frame_scores(ctx.detector.score, ctx.batch.x, reference_of(ctx), frames, ctx.scores,
+                                               forward_bound(ctx))
         charge(ctx, forward=passes)
         return values
     return shared(ctx, ("peak_replaced", selection), compute)
@@ -162,6 +175,7 @@ def ff_norm_metric(ctx: MetricContext, *, selection: str = "area") -> MetricResu
 def ff_segment_metric(ctx: MetricContext, *, selection: str = "area") -> MetricResult:
     values, passes = _ff_segment(ctx.detector.score, ctx.batch.x, reference_of(ctx), ctx.explanation.attribution,
                                  ctx.batch.frame_labels, chunk_frames=chunk_frames_for(ctx.spec.frames_per_second),
-                                 percentiles=ctx.percentiles, scores=ctx.scores, selection=selection)
+                                 percentiles=ctx.percentiles, scores=ctx.scores, selection=selection,
+                                 per_forward=forward_bound(ctx))
     charge(ctx, forward=passes)
     return result(ctx, by_percentile(ctx.percentiles, values))

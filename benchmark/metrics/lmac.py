@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from ..registry import metrics
-from ._passes import reference_of, result, score_stacked, shared
+from ._passes import forward_bound, reference_of, result, score_stacked, shared
 from ._ranking import top_fraction_mask
 from .context import MetricContext, MetricResult
 
@@ -113,7 +113,8 @@ def _probabilities(ctx: MetricContext, mask_fraction: float,
         mask = ctx.explanation.mask
         if mask is None:
             mask = explanation_mask(ctx.explanation.attribution, mask_fraction)
-        scores = score_stacked(ctx.detector.score, masked_in_out(ctx.batch.x, _fill(ctx, fill), mask))
+        scores = score_stacked(ctx.detector.score, masked_in_out(ctx.batch.x, _fill(ctx, fill), mask),
+                               forward_bound(ctx))
         p_in, p_out = ctx.detector.p_from_score(scores)
         return (class_probabilities(ctx.detector.p_from_score(ctx.scores)), class_probabilities(p_in),
                 class_probabilities(p_out))
