@@ -200,7 +200,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             import torch
             torch.set_num_threads(args.threads)
         executor = make_executor(args.executor, workers=args.workers, scheduler=args.scheduler,
-                                 threads=args.threads)
+                                 threads=args.threads, gpu=device.type == "cuda")
         check_bound(args.examples_per_forward)
         held.callback(executor.close)
         if not locked:

@@ -7,6 +7,9 @@ driver renders and caches the suite's data before the first cell, train cells ru
 that need them (the runner's two phases), and an evaluate cell that shares an interpreter (the codec, one
 per dataset and seed) waits for the cell that trains it.
 
+On a CUDA run each cell asks its worker for one `GPU` resource: a local cluster's workers hold one each, an
+existing cluster's GPU workers advertise it (`dask worker --resources GPU=1`).
+
 Faults: a worker that dies mid-cell loses that cell, which the scheduler runs once more elsewhere
 (`allowed-failures` 1); a second death records the cell as failed and the suite goes on. Ctrl-C cancels
 every future and closes the cluster; what the driver wrote is whole (each outcome is written atomically),
@@ -29,6 +32,8 @@ from typing import Any
 from .dataset import notice
 from .errors import BenchmarkError
 from .executors import Outcome, cell_runner, guarded
+
+GPU = "GPU"  # the worker resource a CUDA cell asks for
 
 # the worker process's workspaces, one per (store root, device, forward bound): datasets and detectors loaded once
 _WORKSPACES: dict[tuple[str, str, int | None], Any] = {}
@@ -65,7 +70,8 @@ def run_cell_task(kind: str, cell: Any, root: str, device: str, threads: int,
 class DaskExecutor:
     remote = True
 
-    def __init__(self, *, workers: int | None = None, scheduler: str | None = None, threads: int | None = None):
+    def __init__(self, *, workers: int | None = None, scheduler: str | None = None, threads: int | None = None,
+                 gpu: bool = False):
         try:
             import dask
             from distributed import Client, LocalCluster
@@ -91,9 +97,24 @@ class DaskExecutor:
             except OSError as exc:
                 raise BenchmarkError(f"--scheduler {scheduler}: cannot reach a Dask scheduler there ({exc})") from exc
         else:
+            # on a GPU run each local worker holds the resource (they share this machine's device)
             self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=None, silence_logs=logging.ERROR)
+                                         dashboard_address=None, silence_logs=logging.ERROR,
+                                         resources={GPU: 1} if gpu else None)
             self.client = Client(self._cluster)
+        self.resources = self._cell_resources(gpu)
+
+    def _cell_resources(self, gpu: bool) -> dict[str, int] | None:
+        """What each cell asks of a worker: one GPU on a CUDA run, when the cluster's workers advertise GPUs
+        (`dask worker --resources GPU=1`); without such workers cells are placed anywhere, with a notice."""
+        if not gpu:
+            return None
+        workers = self.client.scheduler_info().get("workers", {}).values()
+        if any(GPU in (w.get("resources") or {}) for w in workers):
+            return {GPU: 1}
+        notice(f"--executor dask on CUDA: no worker of the cluster advertises a {GPU} resource, so cells are placed "
+               f"without one; start GPU workers with `dask worker ... --resources {GPU}=1`")
+        return None
 
     def run(self, kind: str, cells: Iterable[Any], ws: Any, *, on_start: Callable[[Any], None],
             progress: Callable[[str], None] | None = None,
@@ -107,7 +128,8 @@ class DaskExecutor:
         def submit(cell: Any) -> None:
             on_start(cell)
             future = self.client.submit(run_cell_task, kind, cell, root, device, self.threads, modules,
-                                        ws.forward_bound, key=f"{kind}-{cell.key}", pure=False)
+                                        ws.forward_bound, key=f"{kind}-{cell.key}", pure=False,
+                                        resources=self.resources)
             submitted[future.key] = cell
             futures.add(future)
 

@@ -81,12 +81,13 @@ def guarded(run: Callable[[Any], Outcome], cell: Any) -> Outcome:
 
 
 def make_executor(name: str, *, workers: int | None = None, scheduler: str | None = None,
-                  threads: int | None = None) -> Executor:
+                  threads: int | None = None, gpu: bool = False) -> Executor:
+    """`gpu`: cells run on a CUDA device, so a Dask cluster places each on a worker holding a GPU."""
     if name == "local":
         if workers is not None or scheduler:
             raise BenchmarkError("--workers and --scheduler are options of --executor dask; add --executor dask")
         return LocalExecutor()
     if name == "dask":
         from .dask_executor import DaskExecutor
-        return DaskExecutor(workers=workers, scheduler=scheduler, threads=threads)
+        return DaskExecutor(workers=workers, scheduler=scheduler, threads=threads, gpu=gpu)
     raise BenchmarkError(f"unknown executor {name!r}; use local or dask")

@@ -64,3 +64,25 @@ def test_executor_options_are_checked():
         make_executor("local", workers=2)
     with pytest.raises(BenchmarkError, match="--workers 0"):
         make_executor("dask", workers=0)
+
+
+def test_a_cuda_run_places_cells_on_workers_holding_a_gpu(tmp_path, capsys):
+    from distributed import LocalCluster
+    executor = DaskExecutor(workers=1, threads=1, gpu=True)
+    try:  # the local cluster's workers hold the resource and every cell asks for one
+        assert executor.resources == {"GPU": 1}
+        workers = executor.client.scheduler_info()["workers"].values()
+        assert [w["resources"] for w in workers] == [{"GPU": 1}]
+        summary, _, _ = run_suite_text(tmp_path, SUITE.replace("seeds = [0, 1]", "seeds = [0]"), "gpu",
+                                       executor=executor)
+        assert summary.failed == [] and summary.done == 1 + 3
+    finally:
+        executor.close()
+    plain = LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+    try:  # an existing cluster without GPU workers: cells are placed anyway, and the run says why
+        executor = DaskExecutor(scheduler=plain.scheduler_address, threads=1, gpu=True)
+        assert executor.resources is None
+        assert "no worker of the cluster advertises a GPU resource" in capsys.readouterr().err
+        executor.close()
+    finally:
+        plain.close()

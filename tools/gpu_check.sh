@@ -1,30 +1,46 @@
 #!/usr/bin/env bash
-# The CUDA paths, end to end, in a few minutes on a GPU machine (run from the project root):
-#   1. the smoke suite on --device cuda, local and through a one-worker Dask cluster (same tables expected
-#      up to GPU nondeterminism; both printed side by side);
-#   2. the explainer throughput benchmarks on the GPU (clips per second per explainer and pattern).
+# The CUDA paths, end to end, in under 5 minutes on a GPU machine (run from the project root):
+#   1. the smoke suite on --device cuda: local, through a one-worker Dask cluster (cells ask for its GPU
+#      resource) and at --precision bf16; the tables side by side (equal up to GPU nondeterminism; bf16 close);
+#   2. the explainer throughput benchmarks on the GPU (clips per second: batched vs one clip at a time vs the
+#      bare passes) and the detector throughput benchmarks.
+# Every step has its own time limit, so the whole script stays under 5 minutes even where a step hangs.
 # Usage: bash tools/gpu_check.sh [PYTHON]   (default .venv/bin/python). Figures go to stdout and $OUT if set.
-set -euo pipefail
+set -uo pipefail
 PY=${1:-.venv/bin/python}
 T=$(mktemp -d -t gpu-check.XXXX)
 OUT=${OUT:-$T}
-"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device visible')"
+export HF_HUB_OFFLINE=1
+"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device visible')" || exit 1
 "$PY" -c "import torch; print('device:', torch.cuda.get_device_name(0), '| torch', torch.__version__)"
 t0=$(date +%s)
-timeout 240 "$PY" -m benchmark run --suite smoke --device cuda --progress lines --out "$T/runs" \
-  --leaderboards "$T/lb" 2>&1 | tail -4
-timeout 240 "$PY" -m benchmark run --suite smoke --device cuda --executor dask --workers 1 --progress lines \
-  --out "$T/runs-dask" --leaderboards "$T/lb-dask" 2>&1 | tail -2
+smoke() {  # NAME SECONDS ARGS...: the smoke suite on CUDA into $T/runs-NAME, published to $T/lb-NAME
+  local name=$1 limit=$2; shift 2
+  timeout "$limit" "$PY" -m benchmark run --suite smoke --device cuda --progress lines --out "$T/runs-$name" \
+    --leaderboards "$T/lb-$name" "$@" >"$OUT/smoke-$name.log" 2>&1
+  echo "smoke $name: rc $? after $(( $(date +%s) - t0 )) s; $(tail -1 "$OUT/smoke-$name.log")"
+}
+smoke local 55
+smoke dask 55 --executor dask --workers 1
+smoke bf16 40 --precision bf16
 "$PY" - "$T" <<'PY'
-import sys, pandas as pd
-t = sys.argv[1]
-a, b = (pd.read_csv(f"{t}/{d}/smoke/leaderboard.csv") for d in ("lb", "lb-dask"))
-cols = [c for c in a.columns if c.endswith(".mean")]
-print("smoke on cuda, local vs dask: max |difference| of means", float((a[cols] - b[cols]).abs().max().max()))
-print(pd.read_csv(f"{t}/lb/smoke/cost.csv")[["cell", "explainer", "wall_s", "peak_memory_mb"]].to_string())
+import sys, pathlib, pandas as pd
+t = pathlib.Path(sys.argv[1])
+boards = {n: pd.read_csv(t / f"lb-{n}/smoke/leaderboard.csv") for n in ("local", "dask", "bf16")
+          if (t / f"lb-{n}/smoke/leaderboard.csv").is_file()}
+if "local" in boards:
+    a = boards["local"]
+    cols = [c for c in a.columns if c.endswith(".mean")]
+    for n, b in boards.items():
+        if n != "local":
+            print(f"smoke on cuda, local vs {n}: max |difference| of means {float((a[cols] - b[cols]).abs().max().max()):.3g}")
+    print(pd.read_csv(t / "lb-local/smoke/cost.csv")[["cell", "explainer", "wall_s", "peak_memory_mb"]].to_string())
 PY
-echo "smoke suites: $(( $(date +%s) - t0 )) s"
-AXB_BENCH_DEVICE=cuda timeout 300 "$PY" -m pytest -q tests/benchmarks/test_explainer_throughput.py \
-  --benchmark-only --benchmark-enable --benchmark-columns=min,mean,rounds \
-  --benchmark-json="$OUT/explainer_throughput_cuda.json" -p no:cacheprovider 2>&1 | tail -25
+for bench in explainer_throughput:90 detector_throughput:35; do
+  name=${bench%%:*}; limit=${bench##*:}
+  AXB_BENCH_DEVICE=cuda timeout "$limit" "$PY" -m pytest -q "tests/benchmarks/test_$name.py" \
+    --benchmark-only --benchmark-enable --benchmark-columns=min,mean,rounds \
+    --benchmark-json="$OUT/${name}_cuda.json" -p no:cacheprovider 2>&1 | tail -25
+  echo "$name: rc $? after $(( $(date +%s) - t0 )) s"
+done
 echo "total: $(( $(date +%s) - t0 )) s"

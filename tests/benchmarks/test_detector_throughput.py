@@ -1,7 +1,9 @@
 """Training and scoring throughput (clips/s) of every detector on the dcase grid (128 x 313).
 
 Run with `pytest tests/benchmarks --benchmark-only --benchmark-enable`; each result carries
-`extra_info["clips_per_s"]` (clips through one epoch of training, or through scoring).
+`extra_info["clips_per_s"]` (clips through one epoch of training, or through scoring). `AXB_BENCH_DEVICE=cuda`
+runs them on the GPU (`tools/gpu_check.sh`), timed with the device synchronised; on a CPU rounds are timed by
+process CPU time, so `clips_per_s` there is clips per CPU-second of all threads.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import torch
 
 from benchmark.detector import Budget
 from benchmark.registry import detectors
+from tests.benchmarks._device import DEVICE, TIMER
 
 DETECTORS = ["ae", "mae", "ast_knn", "dense_ae"]
 GRID = (128, 313)
@@ -25,7 +28,7 @@ def _clips(n: int, seed: int) -> torch.Tensor:
 def _built(name: str):
     det = detectors.make(name)
     det.build(GRID, 4)
-    return det
+    return det.to(DEVICE)
 
 
 def _fit_one_epoch(det, train, val):
@@ -35,6 +38,7 @@ def _fit_one_epoch(det, train, val):
 
 
 @pytest.mark.parametrize("name", DETECTORS)
+@pytest.mark.benchmark(timer=TIMER)
 def test_training_throughput(benchmark, name):
     train, val = _clips(N_TRAIN, 0), _clips(N_VAL, 1)
     det = _built(name)
@@ -56,9 +60,10 @@ def _trained(cache: dict, name: str):
 
 
 @pytest.mark.parametrize("name", DETECTORS)
+@pytest.mark.benchmark(timer=TIMER)
 def test_scoring_throughput(benchmark, trained, name):
     det = _trained(trained, name)
-    x = _clips(N_SCORE, 2)
+    x = _clips(N_SCORE, 2).to(DEVICE)
 
     def score():
         with torch.no_grad():
@@ -70,10 +75,11 @@ def test_scoring_throughput(benchmark, trained, name):
 
 
 @pytest.mark.parametrize("name", DETECTORS)
+@pytest.mark.benchmark(timer=TIMER)
 def test_score_gradient_throughput(benchmark, trained, name):
     """Score plus backward to the input: the unit of work of every gradient explainer."""
     det = _trained(trained, name)
-    x = _clips(N_SCORE, 2)
+    x = _clips(N_SCORE, 2).to(DEVICE)
 
     def gradient():
         xg = x.clone().requires_grad_()

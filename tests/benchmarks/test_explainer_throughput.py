@@ -7,11 +7,13 @@ on the same 32 clips:
 - `one_clip`: the planer code's pattern, Captum called on one clip at a time with an internal batch
   of 1 (IG `internal_batch_size=1`, NoiseTunnel `nt_samples_batch_size=1`, GradientShap one sample
   per call — it has no batching knob);
-- `roofline`: a plain loop of the same number of batched forward+backward passes (input gradients
-  only), the best the explainer could do.
+- `bare_passes`: a plain loop of the same number of batched forward+backward passes (input gradients
+  only): what the passes alone cost, so `batched` / `bare_passes` is the explainer's own overhead.
 
 Sample counts are cut (4 steps / samples instead of 50 / 25) to keep the run short; the cost per
-pass does not depend on them. Every shape is warmed up before timing. Run with
+pass does not depend on them. Every shape is warmed up before timing; the detector is frozen (no weight
+gradients). On a CPU rounds are timed by process CPU time (neighbours on a shared machine cost less than in
+wall time); on a GPU by wall time with the device synchronised at both ends. Run with
 
     pytest tests/benchmarks/test_explainer_throughput.py --benchmark-only --benchmark-enable
 
@@ -24,8 +26,6 @@ least and the ratios shrink (2-core VM: 1.4-1.7x under load, 2.3-3.1x idle).
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 from captum.attr import GradientShap, IntegratedGradients, NoiseTunnel, Saliency
@@ -33,11 +33,11 @@ from captum.attr import GradientShap, IntegratedGradients, NoiseTunnel, Saliency
 from benchmark import make
 from benchmark.features import preset
 from benchmark.types import Batch
+from tests.benchmarks._device import DEVICE, TIMER
 
 N_CLIPS = 32
 SPEC = preset("dcase")  # 128 x 313
 SAMPLES = 4
-DEVICE = torch.device(os.environ.get("AXB_BENCH_DEVICE", "cpu"))
 ROUNDS = 3  # a shared VM's neighbours make single rounds noisy: compare the minima
 SETTINGS = {  # explainer -> (params, detector passes per clip)
     "saliency": ({}, 1),
@@ -53,7 +53,7 @@ def detector():
     torch.manual_seed(0)
     det = make("detector", "ae")
     det.build(SPEC.grid, 1)
-    return det.to(DEVICE).eval()
+    return det.to(DEVICE).eval().requires_grad_(False)
 
 
 @pytest.fixture(scope="module")
@@ -101,18 +101,19 @@ def one_clip(name: str, detector, batch: Batch) -> None:
             sum(GradientShap(score).attribute(x, baselines=zero, n_samples=1, stdevs=0.09) for _ in range(SAMPLES))
 
 
-def roofline(name: str, detector, batch: Batch, per_forward: int) -> None:
+def bare_passes(name: str, detector, batch: Batch, per_forward: int) -> None:
     total = len(batch) * SETTINGS[name][1]
     for start in range(0, total, per_forward):
         fwd_bwd(detector, batch.x[:min(per_forward, total - start)])
 
 
-@pytest.mark.parametrize("pattern", ["batched", "one_clip", "roofline"])
+@pytest.mark.parametrize("pattern", ["batched", "one_clip", "bare_passes"])
 @pytest.mark.parametrize("name", list(SETTINGS))
+@pytest.mark.benchmark(timer=TIMER)
 def test_throughput(benchmark, name, pattern, detector, batch, per_forward):
     run = {"batched": lambda: batched(name, detector, batch),
            "one_clip": lambda: one_clip(name, detector, batch),
-           "roofline": lambda: roofline(name, detector, batch, per_forward)}[pattern]
+           "bare_passes": lambda: bare_passes(name, detector, batch, per_forward)}[pattern]
     benchmark.group = name
     benchmark.extra_info.update(clips=N_CLIPS, passes_per_clip=SETTINGS[name][1], examples_per_forward=per_forward)
     benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
