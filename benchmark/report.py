@@ -54,6 +54,7 @@ from .statistics import (
     smallest_holm_p,
     split_column,
     top_group,
+    unranked_columns,
 )
 from .store import Store, atomic_write_bytes, atomic_write_text
 from .training_curves import curve_figures, training_curves
@@ -169,16 +170,24 @@ def _figure_title(dataset: str, detector: str, aucs: dict, min_auc: float) -> st
     return f"{dataset} / {detector} (AUC {fmt(auc, 2)}{' ⚠ low' if low else ''})"
 
 
-def _metric_cell(row: pd.Series, col: str, rankable: bool = True) -> str:
+def _mean_ci(row: pd.Series, col: str) -> str:
+    """'mean [ci_low, ci_high]' of a column in a leaderboard row, or '–'."""
     mean = row.get(f"{col}.mean")
     if mean is None or not np.isfinite(mean):
         return "–"
+    return f"{fmt(mean)} [{fmt(row[f'{col}.ci_low'])}, {fmt(row[f'{col}.ci_high'])}]"
+
+
+def _metric_cell(row: pd.Series, col: str, rankable: bool = True) -> str:
+    cell = _mean_ci(row, col)
+    if cell == "–":
+        return cell
     rank = row.get(f"{col}.rank")
     if rank is None or not np.isfinite(rank):
         badge = " (not ranked: degenerate)"
     else:
         badge = f" #{int(rank)}" if rankable else " ≈ (n too small to rank)"
-    return f"{fmt(mean)} [{fmt(row[f'{col}.ci_low'])}, {fmt(row[f'{col}.ci_high'])}]{badge}"
+    return f"{cell}{badge}"
 
 
 def _control_items(controls: pd.DataFrame, dataset: str, detector: str, cols: list[str]) -> list[str]:
@@ -288,6 +297,37 @@ def _family_blocks(family: str, cols: list[str], leaderboard: pd.DataFrame, rank
             blocks.append(Block("p", f"Above the {' and '.join(present_controls)} control{plural} (one-sided "
                                      f"Wilcoxon on shared clips, Holm over the explainers, α = {alpha}):"))
             blocks.append(Block("list", items=beaten))
+    return blocks
+
+
+def _unranked_blocks(cols: list[str], leaderboard: pd.DataFrame, controls: pd.DataFrame, alpha: float) -> list[Block]:
+    """A family's unranked columns (kept for a source paper's parity) read against the controls: per dataset ×
+    detector, each explainer's mean [CI] and its lift over every control with the one-sided Wilcoxon p (Holm)."""
+    runs = [k for k in CONTROLS if (controls["control"] == k).any()] if len(controls) else []
+    blocks = []
+    for c in cols:
+        if not runs or f"{c}.mean" not in leaderboard.columns:
+            continue
+        rows = []
+        for (dataset, detector), group in leaderboard.groupby(["dataset", "detector"], sort=True):
+            group = group[group[f"{c}.mean"].notna()].set_index("explainer").sort_index()
+            mine = controls[(controls["dataset"] == dataset) & (controls["detector"] == detector)
+                            & (controls["metric"] == c)]
+            for explainer, r in group.iterrows():
+                lifts = []
+                for k in runs:
+                    t = mine[(mine["control"] == k) & (mine["explainer"] == explainer)]
+                    p = f" (p {fmt(float(t['p_holm'].iloc[0]), 2)})" if len(t) else ""
+                    base = group[f"{c}.mean"].get(k)
+                    lifts.append("–" if base is None else f"{fmt(r[f'{c}.mean'] - base)}{p}")
+                rows.append([dataset, detector, explainer, _mean_ci(r, c), *lifts])
+        if rows:
+            blocks += [Block("p", f"Not ranked, read against the controls: {c}, published for the source paper's "
+                                  f"parity (docs/leaderboard-columns.md says why it cannot rank). Lift = the "
+                                  f"explainer's mean minus the control's; p = one-sided Wilcoxon on shared clips, "
+                                  f"Holm over the explainers, α = {alpha}."),
+                       Block("table", table=Table(["dataset", "detector", "explainer", c,
+                                                   *[f"lift over {k} (p)" for k in runs]], rows))]
     return blocks
 
 
@@ -608,6 +648,14 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     for family in LIFT_FAMILIES:
         if family in tables:
             tables[family] = with_lifts(tables[family], leaderboard, by_family[family], controls)
+    # a metric kept for a paper's parity but not ranked (ff_segment) is published beside the controls' levels
+    unranked = unranked_columns(leaderboard, metas)
+    unranked_by_family = {f: [c for c in unranked if family_of(metas, c) == f] for f in tables}
+    unranked_controls = pd.concat([control_tests(leaderboard, rows, unranked, control=c, alpha=alpha, meta=metas)
+                                   for c in CONTROLS], ignore_index=True)
+    for family, cols in unranked_by_family.items():
+        if cols:
+            tables[family] = with_lifts(tables[family], leaderboard, cols, unranked_controls)
     for family, table in tables.items():
         atomic_write_bytes(folder / f"{family}.csv", csv_bytes(table))
     agreement = metric_agreement(leaderboard, headlines)
@@ -659,6 +707,7 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     for family in tables:
         blocks += _family_blocks(family, by_family[family], leaderboard, ranks, tests, controls, aucs, min_auc,
                                  alpha)
+        blocks += _unranked_blocks(unranked_by_family[family], leaderboard, unranked_controls, alpha)
         blocks += [Block("img", f"{family} bar chart", src=rel(p)) for p in pics.bars.get(family, [])]
     blocks += _degenerate_blocks(degenerate) + _claims_blocks(claims, correlation, alpha)
     blocks += _frequency_blocks(frequency, frequency_pics, rel, leaderboard)

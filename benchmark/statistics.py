@@ -106,7 +106,19 @@ def metric_columns(leaderboard: pd.DataFrame) -> list[str]:
 
 
 def headline_columns(leaderboard: pd.DataFrame, meta: dict[str, MetricMeta] | None = None) -> list[str]:
-    """One summary column per metric (several for metrics with non-percentile parameters), sorted."""
+    """One summary column per ranked metric (several for metrics with non-percentile parameters), sorted."""
+    return [c for info, c in _summary_columns(leaderboard, meta) if info.ranked]
+
+
+def unranked_columns(leaderboard: pd.DataFrame, meta: dict[str, MetricMeta] | None = None) -> list[str]:
+    """The summary columns of metrics published but not ranked (kept for a paper's parity, like ff_segment),
+    which are read against the controls' levels instead."""
+    return [c for info, c in _summary_columns(leaderboard, meta) if not info.ranked]
+
+
+def _summary_columns(leaderboard: pd.DataFrame, meta: dict[str, MetricMeta] | None) -> list[tuple[MetricMeta, str]]:
+    """(metric facts, summary column) of every metric of the board: its headline parameters, else the first
+    derived percentile summary, else its own parameters; sorted by metric."""
     by_metric: dict[str, list[str]] = {}
     for col in metric_columns(leaderboard):
         metric, param = split_column(col)
@@ -114,14 +126,12 @@ def headline_columns(leaderboard: pd.DataFrame, meta: dict[str, MetricMeta] | No
     out = []
     for metric, params in sorted(by_metric.items()):
         info = (meta or {}).get(metric) or metric_meta(metric)
-        if not info.ranked:
-            continue
         wanted = [p for p in info.headline if p in params]
         if not wanted and info.per_percentile:
             wanted = [p for p in DERIVED_PARAMS if p in params][:1]
         if not wanted:
             wanted = [p for p in params if p not in DERIVED_PARAMS] or params
-        out.extend(f"{metric}[{p}]" if p else metric for p in wanted)
+        out.extend((info, f"{metric}[{p}]" if p else metric) for p in wanted)
     return out
 
 

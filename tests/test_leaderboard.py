@@ -105,3 +105,32 @@ def test_reference_levels_are_published_but_never_ranked_or_flagged():
     assert list(without_references(flagged).columns) == list(flagged.columns)  # an empty table keeps its header
     assert headline_columns(lb.reset_index()) == ["si_sdr"]
     assert not is_reference("chunk_f1[98].mean") and is_reference("logmel_distance[input].ci_low")
+
+
+def test_max_is_read_against_the_random_maps_own_max_where_the_control_ran():
+    """The max over p of correlated means is biased up for every map: its chance is the random map's own [max]
+    (above the max of the per-p chance means, which stays the level only where no random control ran)."""
+    rows = []
+    for explainer, values in (("random", {"98": [0.2, 0.6], "99": [0.5, 0.1]}), ("e", {"98": [0.7, 0.7], "99": [0.1, 0.1]})):
+        for p, vals in values.items():
+            for clip, v in enumerate(vals):
+                rows.append({"dataset": "d", "machine": "m", "section": "00", "domain": "source",
+                             "clip_id": f"c{clip}", "label": 1, "detector": "det", "detector_seed": 0,
+                             "explainer": explainer, "metric": "chunk_f1", "param": p, "value": v, "chance": 0.25})
+    lb = leaderboard_table(rows_frame(rows), []).set_index("explainer")
+    assert lb.loc["random", "chunk_f1[max].mean"] == pytest.approx(0.4)
+    assert list(lb["chunk_f1[max].chance"]) == pytest.approx([0.4, 0.4])  # not 0.25, the per-p chance means' max
+    alone = leaderboard_table(rows_frame([r for r in rows if r["explainer"] == "e"]), [])
+    assert alone["chunk_f1[max].chance"].iloc[0] == pytest.approx(0.25)
+
+
+def test_a_metric_kept_for_parity_gets_no_rank():
+    rows = []
+    for explainer, v in (("a", 0.3), ("b", 0.5)):
+        for p in ("98", "99"):
+            rows.append({"dataset": "d", "machine": "m", "section": "00", "domain": "source", "clip_id": "c0",
+                         "label": 1, "detector": "det", "detector_seed": 0, "explainer": explainer,
+                         "metric": "ff_segment", "param": p, "value": v, "chance": float("nan")})
+    lb = leaderboard_table(rows_frame(rows), [])
+    assert lb["ff_segment[98].rank"].isna().all() and lb["ff_segment[max].rank"].isna().all()
+    assert list(lb["ff_segment[98].mean"]) == [0.3, 0.5]

@@ -345,3 +345,32 @@ def test_family_tables_print_no_rank_the_tests_could_never_support(tmp_path):
                  rows=rows, records=[], store=Store(tmp_path / "runs"), manifest={"evaluate": [], "train": []})
     readme = (tmp_path / "README.md").read_text()
     assert readme.count("≈ (n too small to rank)") == 3 and "] #1" not in readme
+
+
+def test_a_metric_kept_for_parity_is_published_beside_the_controls_not_ranked():
+    """ff_segment (not ranked: a map with peaks everywhere replaces the whole annotation) gets lift columns over
+    the random control and a page table of its own, and never a headline."""
+    from benchmark.report import _unranked_blocks, with_lifts
+    from benchmark.statistics import control_tests, headline_columns, metric_meta, unranked_columns
+    rows = []
+    for explainer, level in (("random", 0.6), ("error_map", 0.5), ("saliency", 0.2)):
+        for clip in range(8):
+            for p in ("98", "99"):
+                rows.append({"dataset": "d", "machine": "m", "section": "00", "domain": "source",
+                             "clip_id": f"c{clip}", "label": 1, "detector": "det", "detector_seed": 0,
+                             "explainer": explainer, "metric": "ff_segment", "param": p,
+                             "value": level + 0.01 * clip, "chance": float("nan")})
+    rows = rows_frame(rows)
+    board = leaderboard_table(rows, [])
+    metas = {"ff_segment": metric_meta("ff_segment")}
+    assert headline_columns(board, metas) == [] and unranked_columns(board, metas) == ["ff_segment[mean98_99]"]
+    controls = control_tests(board, rows, ["ff_segment[mean98_99]"], control="random", meta=metas)
+    table = with_lifts(board, board, ["ff_segment[mean98_99]"], controls).set_index("explainer")
+    assert table.loc["error_map", "ff_segment[mean98_99].lift_random"] == pytest.approx(-0.1)
+    assert table.loc["saliency", "ff_segment[mean98_99].lift_random"] == pytest.approx(-0.4)
+    assert table.loc["error_map", "ff_segment[mean98_99].p_random"] == 1.0  # the random map wins: no lift
+    blocks = _unranked_blocks(["ff_segment[mean98_99]"], board, controls, 0.05)
+    assert [b.kind for b in blocks] == ["p", "table"] and "Not ranked" in blocks[0].text
+    grid = blocks[1].table
+    assert [r[2] for r in grid.rows] == ["error_map", "random", "saliency"]
+    assert grid.rows[0][4].startswith("-0.1") and "#" not in grid.rows[0][3]
