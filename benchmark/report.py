@@ -35,7 +35,7 @@ from .examples import audio_blocks, copy_audio, draw_galleries, example_folders,
 from .power import power_summary, power_table
 from .provenance import build_manifest
 from .publish_cache import FigureCache
-from .references import without_references
+from .references import REFERENCE_PARAMS, without_references
 from .specs import FAMILIES
 from .statistics import (
     ALPHA,
@@ -266,6 +266,11 @@ def _family_blocks(family: str, cols: list[str], leaderboard: pd.DataFrame, rank
         for c in present:
             chance = group[f"{c}.chance"].to_numpy(dtype=float) if f"{c}.chance" in group.columns else np.array([])
             header.append(f"{c} (chance {fmt(float(np.nanmean(chance)))})" if np.isfinite(chance).any() else c)
+        # the reference levels of these metrics on each row's own clips (the input itself, the oracle), unranked
+        references = [f"{split_column(c)[0]}[{level}]" for c in present for level in REFERENCE_PARAMS
+                      if f"{split_column(c)[0]}[{level}].mean" in group.columns
+                      and group[f"{split_column(c)[0]}[{level}].mean"].notna().any()]
+        header += [f"{r} (reference level)" for r in references]
         header.append("status")
         # a column whose neighbour tests could not reject even with every clip agreeing prints no ranks
         rankable = {}
@@ -278,7 +283,8 @@ def _family_blocks(family: str, cols: list[str], leaderboard: pd.DataFrame, rank
         for ex in order:
             r = group.loc[ex]
             rows.append([ex, fmt(fam["borda_rank"].get(ex)), fmt(fam["mean_rank"].get(ex)),
-                         *[_metric_cell(r, c, rankable[c]) for c in present], str(r["status"])])
+                         *[_metric_cell(r, c, rankable[c]) for c in present],
+                         *[_mean_ci(r, ref) for ref in references], str(r["status"])])
         blocks += [Block("h3", _group_heading(dataset, detector, aucs, min_auc)),
                    Block("table", table=Table(header, rows))]
         chains = []

@@ -374,3 +374,27 @@ def test_a_metric_kept_for_parity_is_published_beside_the_controls_not_ranked():
     grid = blocks[1].table
     assert [r[2] for r in grid.rows] == ["error_map", "random", "saliency"]
     assert grid.rows[0][4].startswith("-0.1") and "#" not in grid.rows[0][3]
+
+
+def test_audio_quality_tables_show_the_input_and_oracle_levels_of_each_row():
+    """A listenable explanation is read against the clip itself and the true anomaly's ideal mask on the same
+    clips: the page shows both beside the ranked value (they were only in the CSV)."""
+    from benchmark.report import _family_blocks
+    from benchmark.statistics import control_tests, family_ranks, neighbour_tests
+    rows = []
+    for explainer, own in (("lmac", 2.0), ("lmac_td", 4.0)):
+        for clip in range(4):
+            for param, value in (("", own + clip), ("input", -7.0 + clip), ("oracle", 12.0 + clip)):
+                rows.append({"dataset": "d", "machine": "m", "section": "00", "domain": "source",
+                             "clip_id": f"c{clip}", "label": 1, "detector": "det", "detector_seed": 0,
+                             "explainer": explainer, "metric": "si_sdr", "param": param, "value": value,
+                             "chance": float("nan")})
+    rows = rows_frame(rows)
+    board = leaderboard_table(rows, [])
+    ranks = family_ranks(board, {"audio_quality": ["si_sdr"]})
+    tests = neighbour_tests(board, rows, ["si_sdr"], 0.05)
+    controls = control_tests(board, rows, ["si_sdr"], control="random")
+    table = [b.table for b in _family_blocks("audio_quality", ["si_sdr"], board, ranks, tests, controls, {}, 0.6,
+                                             0.05) if b.kind == "table"][0]
+    assert table.header[3:6] == ["si_sdr", "si_sdr[input] (reference level)", "si_sdr[oracle] (reference level)"]
+    assert table.rows[0][4].startswith("-5.5 [") and table.rows[0][5].startswith("13.5 [")
