@@ -182,6 +182,10 @@ def build_manifest(folder: Path, *, suite_name: str, manifest: dict, records: li
         "python": platform.python_version(),
         "packages": package_versions(),
         "device": manifest.get("device"),
+        # of training and explainer forward passes, and the run's bound on inputs per forward pass (null: the
+        # device's default); older stores recorded neither
+        "precision": manifest.get("precision"),
+        "examples_per_forward": manifest.get("examples_per_forward"),
         "published_on": this_machine(),
         "cells": {"train": len(manifest.get("train", [])), "evaluate": len(manifest.get("evaluate", [])),
                   **{s: statuses.count(s) for s in ("done", "failed", "skipped")}},
