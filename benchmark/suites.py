@@ -47,8 +47,8 @@ if TYPE_CHECKING:  # the detector module imports torch; `run` replays without it
     from .detector import Budget
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "tasks" / "suites"
-TOP_KEYS = {"name", "description", "include", "seeds", "precision", "metrics", "metric_params", "metric_clips", "evaluate",
-            "datasets", "detectors", "explainers", "filter_sweep", "variants", "difficulty_sweep"}
+TOP_KEYS = {"name", "description", "include", "seeds", "precision", "metrics", "metric_params", "metric_clips",
+            "evaluate", "datasets", "detectors", "explainers", "filter_sweep", "variants", "difficulty_sweep"}
 EVALUATE_KEYS = {"clips": "anomalous", "max_clips": 32, "batch_size": 16, "examples": 2}
 EVALUATE_LEAST = {"max_clips": 1, "batch_size": 1, "examples": 0}
 

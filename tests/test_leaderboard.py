@@ -111,7 +111,8 @@ def test_max_is_read_against_the_random_maps_own_max_where_the_control_ran():
     """The max over p of correlated means is biased up for every map: its chance is the random map's own [max]
     (above the max of the per-p chance means, which stays the level only where no random control ran)."""
     rows = []
-    for explainer, values in (("random", {"98": [0.2, 0.6], "99": [0.5, 0.1]}), ("e", {"98": [0.7, 0.7], "99": [0.1, 0.1]})):
+    for explainer, values in (("random", {"98": [0.2, 0.6], "99": [0.5, 0.1]}),
+                              ("e", {"98": [0.7, 0.7], "99": [0.1, 0.1]})):
         for p, vals in values.items():
             for clip, v in enumerate(vals):
                 rows.append({"dataset": "d", "machine": "m", "section": "00", "domain": "source",

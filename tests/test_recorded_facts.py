@@ -145,8 +145,9 @@ def test_the_publish_command_works_by_the_recorded_name_after_the_suite_file_is_
     from benchmark.cli import main
     store, folder, suite_file = _run(tmp_path)
     suite_file.unlink()
-    assert main(["publish", "--suite", "facts", "--out", str(store.root), "--leaderboards", str(tmp_path / "again")]) == 0
-    assert _files(tmp_path / "again" / "facts") == _files(folder)
+    again = tmp_path / "again"
+    assert main(["publish", "--suite", "facts", "--out", str(store.root), "--leaderboards", str(again)]) == 0
+    assert _files(again / "facts") == _files(folder)
     assert main(["publish", "--suite", "nothing-recorded", "--out", str(store.root),
                  "--leaderboards", str(tmp_path / "none")]) == 2
     assert "unknown suite 'nothing-recorded'" in capsys.readouterr().err

@@ -350,7 +350,8 @@ def test_family_tables_print_no_rank_the_tests_could_never_support(tmp_path):
 def test_a_metric_kept_for_parity_is_published_beside_the_controls_not_ranked():
     """ff_segment (not ranked: a map with peaks everywhere replaces the whole annotation) gets lift columns over
     the random control and a page table of its own, and never a headline."""
-    from benchmark.report import _unranked_blocks, with_lifts
+    from benchmark.page_sections import unranked_blocks
+    from benchmark.report import with_lifts
     from benchmark.statistics import control_tests, headline_columns, metric_meta, unranked_columns
     rows = []
     for explainer, level in (("random", 0.6), ("error_map", 0.5), ("saliency", 0.2)):
@@ -369,7 +370,7 @@ def test_a_metric_kept_for_parity_is_published_beside_the_controls_not_ranked():
     assert table.loc["error_map", "ff_segment[mean98_99].lift_random"] == pytest.approx(-0.1)
     assert table.loc["saliency", "ff_segment[mean98_99].lift_random"] == pytest.approx(-0.4)
     assert table.loc["error_map", "ff_segment[mean98_99].p_random"] == 1.0  # the random map wins: no lift
-    blocks = _unranked_blocks(["ff_segment[mean98_99]"], board, controls, 0.05)
+    blocks = unranked_blocks(["ff_segment[mean98_99]"], board, controls, 0.05)
     assert [b.kind for b in blocks] == ["p", "table"] and "Not ranked" in blocks[0].text
     grid = blocks[1].table
     assert [r[2] for r in grid.rows] == ["error_map", "random", "saliency"]
@@ -379,7 +380,7 @@ def test_a_metric_kept_for_parity_is_published_beside_the_controls_not_ranked():
 def test_audio_quality_tables_show_the_input_and_oracle_levels_of_each_row():
     """A listenable explanation is read against the clip itself and the true anomaly's ideal mask on the same
     clips: the page shows both beside the ranked value (they were only in the CSV)."""
-    from benchmark.report import _family_blocks
+    from benchmark.page_sections import family_blocks
     from benchmark.statistics import control_tests, family_ranks, neighbour_tests
     rows = []
     for explainer, own in (("lmac", 2.0), ("lmac_td", 4.0)):
@@ -394,7 +395,7 @@ def test_audio_quality_tables_show_the_input_and_oracle_levels_of_each_row():
     ranks = family_ranks(board, {"audio_quality": ["si_sdr"]})
     tests = neighbour_tests(board, rows, ["si_sdr"], 0.05)
     controls = control_tests(board, rows, ["si_sdr"], control="random")
-    table = [b.table for b in _family_blocks("audio_quality", ["si_sdr"], board, ranks, tests, controls, {}, 0.6,
-                                             0.05) if b.kind == "table"][0]
+    table = [b.table for b in family_blocks("audio_quality", ["si_sdr"], board, ranks, tests, controls, {}, 0.6,
+                                            0.05) if b.kind == "table"][0]
     assert table.header[3:6] == ["si_sdr", "si_sdr[input] (reference level)", "si_sdr[oracle] (reference level)"]
     assert table.rows[0][4].startswith("-5.5 [") and table.rows[0][5].startswith("13.5 [")
