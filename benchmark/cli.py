@@ -107,12 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="write a synthetic dataset to disk, or check one on disk")
     dsub = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser, metavar="ACTION")
-    q = dsub.add_parser("synth", help="write a synthetic dataset in the DCASE or planer layout")
+    q = dsub.add_parser("synth", help="write a synthetic dataset in the DCASE or planer layout, and/or the "
+                        "splits a run loads")
     q.add_argument("name", help="synthetic-machines or synthetic-planer")
-    q.add_argument("--out", required=True, type=Path, help="folder to write (must not hold another dataset)")
+    q.add_argument("--out", type=Path, help="folder to write the clips and their truth to (must not hold another "
+                   "dataset)")
+    q.add_argument("--store", type=Path, help="results store (the --out of later runs) to write the stacked train "
+                   "and test splits to, which runs with the same dataset parameters load instead of rendering")
     q.add_argument("--seed", type=int, default=0, help="the generator's seed (default 0)")
-    q.add_argument("--layout", choices=["dcase", "planer"], help="folder layout (default: the dataset's own)")
-    q.add_argument("--size", default=None, help="size table of the recipe (tiny, smoke, quick, full)")
+    q.add_argument("--layout", choices=["dcase", "planer"], help="folder layout of --out (default: the dataset's "
+                   "own)")
+    q.add_argument("--size", default=None, help="size table of the recipe (tiny, smoke, quick, full; default quick)")
     q = dsub.add_parser("check", help="validate a dataset on disk and print its counts")
     q.add_argument("--dataset", required=True, help="dcase or woodplaner")
     q.add_argument("--data-root", required=True, help="the dataset's folder")
@@ -346,7 +351,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     from . import data_commands
     if args.data_command == "synth":
         params = {"size": args.size} if args.size else {}
-        print(data_commands.synth(args.name, args.out, seed=args.seed, layout=args.layout, **params))
+        print(data_commands.synth(args.name, args.out, seed=args.seed, layout=args.layout, store=args.store,
+                                  **params))
     else:
         print(data_commands.check(args.dataset, args.data_root))
     return 0

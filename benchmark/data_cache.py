@@ -1,16 +1,23 @@
 """Generated datasets, stacked once: a split of a synthetic dataset is rendered by the first process that needs it
-and stored under `<out>/data/<key>.pt`; every later process loads the tensors instead of rendering again.
+(or by `data synth --store`) and stored under `<out>/data/<name>-<split>-<key>.pt`; every later process loads
+the tensors instead of rendering again.
 
 The key hashes the dataset's identity (name, parameters, version, the import closure of its plugin and its
-recipe's bytes), the split and the import closure of `dataset.py` (which stacks the clips). Only datasets
-that declare `generated = True` are cached: a dataset read from disk could change under the same key.
+recipe's bytes), the split and the import closure of `dataset.py` (which stacks the clips). The parameters
+are keyed as the plugin resolves them, its defaults filled in: a suite that states a default (`seed = 0`)
+and one that leaves it out make the same clips and share the files. Values are keyed as written, so
+`difficulty = 1` and `difficulty = 1.0` are two keys. Only datasets that declare `generated = True` are
+cached: a dataset read from disk could change under the same key.
+
 Waveforms that are exact 16-bit PCM (the synthetic clips are) are stored as int16, losslessly.
 """
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -24,17 +31,40 @@ TENSORS = ("x", "labels", "waveform", "tf_mask", "frame_labels", "anomaly", "has
 
 
 def cache_key(config: PluginConfig, split: str) -> str:
-    blob = json.dumps({"dataset": config.identity(), "split": split,
+    """The 20-hex-digit key of a split's stored tensors (see the module's docstring for what it hashes)."""
+    identity = {**config.identity(), "params": resolved_params(config)}
+    blob = json.dumps({"dataset": identity, "split": split,
                        "stacking": closure_hash(Path(__file__).resolve().parent / "dataset.py")},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
+def resolved_params(config: PluginConfig) -> dict[str, Any]:
+    """The parameters the plugin's factory runs with: `config.params` over the factory's defaults, the
+    keyword overflow (`**overrides`) spread beside the named ones."""
+    signature = inspect.signature(config.plugin.factory)
+    bound = signature.bind(**config.params)
+    bound.apply_defaults()
+    out: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+            out.update(value)
+        else:
+            out[name] = value
+    return out
+
+
+def cache_relpath(config: PluginConfig, split: str) -> str:
+    """Where under the store a split of a generated dataset is kept: `data/<name>-<split>-<key>.pt`."""
+    return f"data/{config.name}-{split}-{cache_key(config, split)}.pt"
+
+
 def cached_table(store: Store, config: PluginConfig, dataset: Dataset, split: str) -> ClipTable:
-    """The split's table: from the store when a process made it before, else stacked and stored."""
+    """The split's table: from the store when a process made it before, else stacked and stored (atomically:
+    a process stopped while stacking or writing leaves no file)."""
     if not getattr(dataset, "generated", False):
         return load_table(dataset, split)
-    relpath = f"data/{config.name}-{split}-{cache_key(config, split)}.pt"
+    relpath = cache_relpath(config, split)
     path = store.root / relpath
     if path.is_file():
         try:

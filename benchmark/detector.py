@@ -82,7 +82,9 @@ class Detector(torch.nn.Module):
         q25, q50, q75, q90 = torch.quantile(s, torch.tensor([0.25, 0.5, 0.75, 0.9], dtype=s.dtype))
         self.tau = q90.float().to(self.tau.device)
         iqr = float(q75 - q25)
-        self.temperature = torch.tensor(iqr if iqr > 0 else max(float(s.std()), 1e-6)).to(self.tau.device)
+        # one validation clip has no spread at all (its std is NaN, and max(nan, 1e-6) is NaN): the floor then
+        spread = float(s.std()) if len(s) > 1 else 0.0
+        self.temperature = torch.tensor(iqr if iqr > 0 else max(spread, 1e-6)).to(self.tau.device)
         self.normal_median_score = q50.float().to(self.tau.device)
 
     def set_eer_threshold(self, scores: torch.Tensor, labels: torch.Tensor) -> None:

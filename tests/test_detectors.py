@@ -481,3 +481,13 @@ def test_ast_knn_coreset_is_a_greedy_k_center_of_each_row():
     x = smooth_logmels(3, SMALL, seed=9)
     with torch.no_grad():  # a smaller bank can only be farther: every clip's score rises or stays
         assert torch.all(small.score(x) >= full.score(x) - 1e-5)
+
+
+def test_calibration_on_one_validation_clip_gives_a_finite_temperature():
+    """A tiny dataset holds out one normal clip: no spread at all, so the temperature takes its floor (it was
+    NaN, and every calibrated probability with it)."""
+    det = detectors.make("dense_ae")
+    det.calibrate(torch.tensor([0.7]))
+    assert float(det.temperature) == pytest.approx(1e-6) and float(det.tau) == pytest.approx(0.7)
+    det.calibrate(torch.tensor([1.0, 1.0, 1.0, 3.0]))  # IQR 0.5
+    assert float(det.temperature) == pytest.approx(0.5)
