@@ -142,17 +142,19 @@ def family_blocks(family: str, cols: list[str], leaderboard: pd.DataFrame, ranks
         header += [f"{r} (reference level)" for r in references]
         header.append("status")
         # a column whose neighbour tests could not reject even with every clip agreeing prints no ranks
-        rankable = {}
+        # and a column only one explainer has (the synthesis family: EnCodec alone) has nothing to rank
+        rankable, alone = {}, {}
         for c in present:
             counts = group[f"{c}.n"].to_numpy(dtype=float) if f"{c}.n" in group.columns else np.array([np.inf])
             scored = np.isfinite(group[f"{c}.mean"].to_numpy(dtype=float))
             n = int(np.nanmin(counts[scored])) if scored.any() and np.isfinite(counts[scored]).any() else 10 ** 6
             rankable[c] = smallest_holm_p(n, int(scored.sum())) < alpha
+            alone[c] = int(scored.sum()) < 2
         rows = []
         for ex in order:
             r = group.loc[ex]
             rows.append([ex, fmt(fam["borda_rank"].get(ex)), fmt(fam["mean_rank"].get(ex)),
-                         *[_metric_cell(r, c, rankable[c]) for c in present],
+                         *[_mean_ci(r, c) if alone[c] else _metric_cell(r, c, rankable[c]) for c in present],
                          *[_mean_ci(r, ref) for ref in references], str(r["status"])])
         blocks += [Block("h3", _group_heading(dataset, detector, aucs, min_auc)),
                    Block("table", table=Table(header, rows))]

@@ -399,3 +399,17 @@ def test_audio_quality_tables_show_the_input_and_oracle_levels_of_each_row():
                                             0.05) if b.kind == "table"][0]
     assert table.header[3:6] == ["si_sdr", "si_sdr[input] (reference level)", "si_sdr[oracle] (reference level)"]
     assert table.rows[0][4].startswith("-5.5 [") and table.rows[0][5].startswith("13.5 [")
+
+
+def test_a_column_only_one_explainer_scored_prints_no_rank_badge():
+    from benchmark.page_sections import family_blocks
+    from benchmark.statistics import control_tests, family_ranks, neighbour_tests
+    rows = rows_frame([{"dataset": "d", "machine": "m", "section": "00", "domain": "source", "clip_id": f"c{clip}",
+                        "label": 1, "detector": "det", "detector_seed": 0, "explainer": "encodec_latent",
+                        "metric": "si_sdr", "param": "", "value": float(clip), "chance": float("nan")}
+                       for clip in range(4)])
+    board = leaderboard_table(rows, [])
+    table = [b.table for b in family_blocks("audio_quality", ["si_sdr"], board, family_ranks(board, {
+        "audio_quality": ["si_sdr"]}), neighbour_tests(board, rows, ["si_sdr"], 0.05),
+        control_tests(board, rows, ["si_sdr"], control="random"), {}, 0.6, 0.05) if b.kind == "table"][0]
+    assert table.rows[0][3] == "1.5 [0.5, 2.5]"  # no '#1', no 'n too small to rank': there is no ranking
