@@ -30,6 +30,15 @@ def clip_rows(table, rows_idx, *, dataset: str, detector: str, seed: int, explai
     return out
 
 
+def training_passes(epochs: int, n_fit: int, n_val: int, n_test: int) -> dict[str, int]:
+    """Detector passes a train cell runs, counted from its loop: every epoch a forward and backward pass of each
+    training clip and a forward pass of each validation clip; then the validation clips scored for calibration
+    and the test clips for the detection table (a detector that builds a memory bank or a template from the
+    training clips adds about one more forward per training clip, not counted here)."""
+    return {"train_forward": epochs * (n_fit + n_val), "train_backward": epochs * n_fit,
+            "score_forward": n_val + n_test}
+
+
 def run_train_cell(cell: TrainCell, ws: Workspace, progress: Callable[[str], None] | None = None):
     t0, c0 = time.monotonic(), time.process_time()
     train = ws.table(cell.dataset, "train")
@@ -69,5 +78,6 @@ def run_train_cell(cell: TrainCell, ws: Workspace, progress: Callable[[str], Non
               "thresholds": {"tau": float(det.tau), "temperature": float(det.temperature),
                              "eer": float(det.eer_threshold)},
               "cost": {"wall_s": time.monotonic() - t0, "cpu_s": time.process_time() - c0,
-                       "epochs": max(1, int(log.get("epochs") or 0)), "n_train": len(fit_idx), "n_test": len(test)}}
+                       "epochs": max(1, int(log.get("epochs") or 0)), "n_train": len(fit_idx), "n_test": len(test),
+                       **training_passes(int(log.get("epochs") or 0), len(fit_idx), len(val_idx), len(test))}}
     return Outcome(cell.key, record, rows, files={ws.store.checkpoint_relpath(cell.key): checkpoint})
