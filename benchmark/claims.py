@@ -139,6 +139,17 @@ def claims_table(leaderboard: pd.DataFrame, rows: pd.DataFrame, alpha: float = 0
         rival = min(others, key=lambda ex: others[ex].mean())  # grad_cam below even the weakest other
         return Comparison(others[rival], series[target], rival, target)
 
+    def saturation(dataset: str, det: str) -> str:
+        """Why EnCodec's sweeps on `det` say nothing (a saturated sweep, `sweep_saturated`), or empty."""
+        from .metrics.synthesis import sweep_saturated
+        for sweep in ("agreement", "agreement_random"):
+            ends = {q: clips(dataset, det, "encodec_latent", sweep, q) for q in ("100", "0")}
+            if all(v is not None and len(v) for v in ends.values()):
+                reason = sweep_saturated({q: float(v.mean()) for q, v in ends.items()})
+                if reason:
+                    return f"{sweep}: {reason}"
+        return ""
+
     for dataset in sorted(set(leaderboard.dataset)):
         add("MAE error-map chunk F1 above AE at p98", PLANER_PAPER, "0.60 vs 0.55 (max over p)", dataset, "mae vs ae",
             "one-sided paired Wilcoxon over clips", metric_pair(dataset, "mae", "ae", "error_map", "chunk_f1", "98"))
@@ -176,10 +187,12 @@ def claims_table(leaderboard: pd.DataFrame, rows: pd.DataFrame, alpha: float = 0
                 row["reason"] = "; ".join(filter(None, [row["reason"], "references: " + ", ".join(levels)]))
         for det in sorted(set(leaderboard[(leaderboard.dataset == dataset)
                                           & (leaderboard.explainer == "encodec_latent")].detector)):
+            saturated = saturation(dataset, det)
             for metric, paper in (("agreement", "up to 97.1 % agreement"), ("drop", "up to 85 % accuracy drop")):
                 a = clips(dataset, det, "encodec_latent", metric, "21")
                 b = clips(dataset, det, "encodec_latent", f"{metric}_random", "21")
-                why = "" if a is not None and b is not None else f"no {metric}[21] / {metric}_random[21] values"
+                why = saturated or ("" if a is not None and b is not None
+                                    else f"no {metric}[21] / {metric}_random[21] values")
                 add(f"EnCodec latent explanations: {metric} above random latent selection (21 % kept)",
                     ENCODEC_PAPER, paper, dataset, det, "one-sided paired Wilcoxon over clips",
                     Comparison(a, b, "encodec_latent", "random", why))

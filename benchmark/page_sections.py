@@ -260,6 +260,17 @@ def claims_blocks(claims: pd.DataFrame, correlation: pd.DataFrame, alpha: float)
     return blocks
 
 
+def saturated_blocks(saturated: pd.DataFrame) -> list[Block]:
+    """The synthesis sweeps left out because their two ends agree, each with its reason (`<agreement>.saturated`
+    in synthesis.csv)."""
+    if saturated.empty:
+        return []
+    rows = [[r.dataset, r.detector, r.explainer, r.sweep, r.reason] for r in saturated.itertuples()]
+    return [Block("p", "Saturated sweeps, not published: with every latent element kept and with none the detector "
+                       "decides alike on average, so no kept fraction can show what the explanation holds."),
+            Block("table", table=Table(["dataset", "detector", "explainer", "sweep", "reason"], rows))]
+
+
 def degenerate_blocks(degenerate: pd.DataFrame) -> list[Block]:
     """The columns left out of ranks, Borda and agreement, each with its reason (degenerate.csv)."""
     if degenerate.empty:

@@ -51,6 +51,7 @@ from .page_sections import (
     picture_blocks,
     power_blocks,
     rank_blocks,
+    saturated_blocks,
     status_blocks,
     training_blocks,
     unranked_blocks,
@@ -87,6 +88,8 @@ FAMILY_ORDER = ("faithfulness", "temporal", "localisation", "deletion", "lmac", 
 NOT_AGAINST_CONTROL = ("sanity", "complexity")
 NOT_AGAINST_CONTROL_METRICS = ("sensitivity_max",)  # the random map ignores its input: 0, unbeatable
 LIFT_FAMILIES = ("localisation", "temporal")  # their tables carry each headline's lift over every control
+# the synthesis sweeps: each agreement metric with its drop (published only where the sweep is not saturated)
+SWEEPS = (("agreement", "drop"), ("agreement_random", "drop_random"), ("agreement_input_ig", "drop_input_ig"))
 LEAD_FILES = ("leaderboard.csv", "detectors.csv", "cost.csv", "results.parquet")
 
 
@@ -157,6 +160,42 @@ def with_lifts(table: pd.DataFrame, leaderboard: pd.DataFrame, columns: list[str
             p = tested.set_index(keys)["p_holm"] if len(tested) else pd.Series(dtype=float)
             extra[f"{column}.p_{control}"] = [p.get(tuple(k), np.nan) for k in out[keys].itertuples(index=False)]
     return pd.concat([out, pd.DataFrame(extra, index=out.index)], axis=1) if extra else out
+
+
+def saturated_sweeps(leaderboard: pd.DataFrame) -> pd.DataFrame:
+    """Every synthesis sweep (an agreement metric and its drop) of a dataset × detector × explainer whose two ends
+    agree, so that no kept fraction can move the decision on average (`sweep_saturated`): columns dataset,
+    detector, explainer, sweep (the agreement metric), reason."""
+    from .metrics.synthesis import sweep_saturated
+    out = []
+    for agreement, _ in SWEEPS:
+        ends = [f"{agreement}[100].mean", f"{agreement}[0].mean"]
+        if not set(ends) <= set(leaderboard.columns):
+            continue
+        for _, r in leaderboard.iterrows():
+            full, empty = float(r[ends[0]]), float(r[ends[1]])
+            reason = sweep_saturated({100: full, 0: empty}) if np.isfinite(full) and np.isfinite(empty) else None
+            if reason:
+                out.append({"dataset": r["dataset"], "detector": r["detector"], "explainer": r["explainer"],
+                            "sweep": agreement, "reason": reason})
+    return pd.DataFrame(out, columns=["dataset", "detector", "explainer", "sweep", "reason"])
+
+
+def without_saturated(table: pd.DataFrame, saturated: pd.DataFrame) -> pd.DataFrame:
+    """`table` with the values of every saturated sweep (its agreement and drop columns) left out, and for each
+    sweep a `<agreement>.saturated` column holding why (empty where the sweep is published)."""
+    out = table.copy()
+    for agreement, drop in SWEEPS:
+        hit = saturated[saturated["sweep"] == agreement]
+        if not any(c.startswith(f"{agreement}[") for c in out.columns):
+            continue
+        reasons = {(r.dataset, r.detector, r.explainer): r.reason for r in hit.itertuples()}
+        why = [reasons.get(k, "") for k in zip(out["dataset"], out["detector"], out["explainer"], strict=True)]
+        gone = np.array([bool(w) for w in why])
+        for c in [c for c in out.columns if c.startswith((f"{agreement}[", f"{drop}["))]:
+            out.loc[gone, c] = np.nan
+        out[f"{agreement}.saturated"] = why
+    return out
 
 
 # --- figures and the report --------------------------------------------------------------------------
@@ -273,6 +312,10 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     for family, cols in unranked_by_family.items():
         if cols:
             tables[family] = with_lifts(tables[family], leaderboard, cols, unranked_controls)
+    # a synthesis sweep whose two ends agree says nothing: its values are left out, the table says why
+    saturated = saturated_sweeps(leaderboard)
+    if "synthesis" in tables:
+        tables["synthesis"] = without_saturated(tables["synthesis"], saturated)
     for family, table in tables.items():
         atomic_write_bytes(folder / f"{family}.csv", csv_bytes(table))
     agreement = metric_agreement(leaderboard, headlines)
@@ -302,7 +345,10 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     figure_cache = FigureCache(store.root)  # hashes the plotting code once for every figure below
     training_pics = [p for p in training_figures(training, folder / "figures", figure_cache) if p]
     cells = example_folders(store, manifest)
-    pics = _write_figures(folder, leaderboard, metas, by_family, agreement, cells, aucs, min_auc, figure_cache)
+    # the page and its figures show no value of a saturated synthesis sweep (leaderboard.csv keeps them all)
+    shown = without_saturated(leaderboard, saturated)
+    shown = shown[[c for c in shown.columns if not c.endswith(".saturated")]]
+    pics = _write_figures(folder, shown, metas, by_family, agreement, cells, aucs, min_auc, figure_cache)
     audio = copy_audio(cells, folder)
 
     rel = lambda p: p.relative_to(folder).as_posix()  # noqa: E731
@@ -322,8 +368,9 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     blocks += difficulty_blocks(difficulty, difficulty_pics, rel)
     blocks += rank_blocks(ranks, list(tables))
     for family in tables:
-        blocks += family_blocks(family, by_family[family], leaderboard, ranks, tests, controls, aucs, min_auc,
-                                 alpha)
+        blocks += family_blocks(family, by_family[family], shown, ranks, tests, controls, aucs, min_auc, alpha)
+        blocks += saturated_blocks(saturated[saturated["sweep"].isin(
+            [split_column(c)[0] for c in by_family[family]])])
         blocks += unranked_blocks(unranked_by_family[family], leaderboard, unranked_controls, alpha)
         blocks += [Block("img", f"{family} bar chart", src=rel(p)) for p in pics.bars.get(family, [])]
     blocks += degenerate_blocks(degenerate) + claims_blocks(claims, correlation, alpha)

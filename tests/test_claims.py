@@ -86,3 +86,27 @@ def test_the_interpreter_claim_states_the_reference_levels_of_its_clips():
     row = c[c.claim.str.startswith("L-MAC-TD audio") & (c.detector == "ae")].iloc[0]
     assert row.verdict == "reproduced" and row.difference == pytest.approx(2.0)
     assert row.reason == "references: the clip itself -8.0 dB, the ideal mask 12.5 dB"
+
+
+def _synthesis_rows(agreement_at_zero: float) -> pd.DataFrame:
+    """EnCodec's sweeps on 10 clips: agreement 1 with everything kept, `agreement_at_zero` with nothing kept;
+    the explanation keeps the decision more often than random selection at 21 %."""
+    rows = []
+    for i in range(10):
+        base = {"dataset": "d", "clip_id": f"c{i}", "detector": "ae", "detector_seed": 0, "label": 1,
+                "explainer": "encodec_latent"}
+        for metric, at21 in (("agreement", 1.0), ("agreement_random", float(i % 2)), ("drop", 1.0),
+                             ("drop_random", 0.0)):
+            for q, v in (("100", 1.0), ("21", at21), ("0", agreement_at_zero if metric.startswith("agree") else 0.0)):
+                rows.append({**base, "metric": metric, "param": q, "value": v})
+    return pd.DataFrame(rows)
+
+
+def test_an_encodec_claim_on_a_saturated_sweep_is_not_testable():
+    live = claims_table(_board(_synthesis_rows(0.0)), _synthesis_rows(0.0))
+    live = live[live.claim.str.startswith("EnCodec")].set_index("claim")
+    assert live.loc["EnCodec latent explanations: agreement above random latent selection (21 % kept)",
+                    "verdict"] == "reproduced"
+    flat = claims_table(_board(_synthesis_rows(1.0)), _synthesis_rows(1.0))
+    flat = flat[flat.claim.str.startswith("EnCodec")]
+    assert set(flat.verdict) == {"not testable here"} and flat.reason.str.contains("saturated sweep").all()

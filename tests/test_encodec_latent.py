@@ -1,27 +1,40 @@
-"""encodec_latent: offline checkpoint loading, the 128 x 75 Hz latent, codec training, the descending keep
-selection inside `explain`, keep 100 % = the codec reconstruction, and the state-dict round trip.
-Short clips (0.5 s) and a 2-filter codec keep it fast."""
+"""encodec_latent: offline checkpoint loading, the 128 x 75 Hz latent, codec training, the reconstruction floor
+against the input-blind level, the codec-domain threshold (the detector's quantile rule on decoded held-out
+normals, the clips the train cell holds out), the descending keep selection inside `explain`, keep 100 % = the
+codec reconstruction, and the state-dict round trip. Short clips (0.5 s) and a 2-filter codec keep it fast."""
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from encodec.model import EncodecModel
 
+import tests.engine_plugins as engine_plugins
 from adapters.explainers._codec import (
     CODEC_RATE,
+    INPUT_RMS,
     OFFICIAL_CHECKPOINT,
     LatentSynthesis,
+    codec_quality,
+    held_out_split,
     pretrained_codec,
+    rms,
     small_codec,
 )
-from adapters.explainers.encodec_latent import EncodecLatent, retained_energy
+from adapters.explainers.encodec_latent import FLOOR_RATIO, EncodecLatent, retained_energy
+from benchmark.cells import TrainCell
 from benchmark.dataset import ClipTable
 from benchmark.detector import Budget, Detector
 from benchmark.errors import BenchmarkError
 from benchmark.features import LogMel, preset
+from benchmark.metrics.synthesis import THRESHOLD_QUANTILE
+from benchmark.store import Store
+from benchmark.suites import PluginConfig
+from benchmark.training import run_train_cell
 from benchmark.types import Batch
+from benchmark.workspace import Workspace
 
 SPEC = preset("dcase").with_duration(0.5)  # 8000 samples at 16 kHz -> 128 x 16
 N = SPEC.n_samples
@@ -58,7 +71,7 @@ def table_of(w: torch.Tensor) -> ClipTable:
 @pytest.fixture(scope="module")
 def setting():
     torch.manual_seed(0)
-    train = table_of(machine_clips(8, seed=0))
+    train = table_of(machine_clips(20, seed=0))  # 2 held out: the calibration clips
     test_w = torch.cat([machine_clips(2, seed=1), machine_clips(1, seed=2, anomalous=True)])
     with torch.no_grad():
         x = LogMel(SPEC)(test_w)
@@ -118,11 +131,67 @@ def test_latent_is_128_dimensional_at_75_frames_per_second() -> None:
 
 
 def test_fit_trains_the_small_codec_and_reports_its_quality(setting) -> None:
-    _, log, _, _ = setting
+    explainer, log, _, _ = setting
     assert log["codec"] == "trained" and log["epochs"] == 2
     assert log["val_loss_best"] < log["val_loss_initial"]
     assert math.isfinite(log["val_si_sdr_db"]) and log["val_logmel_l1"] > 0
     assert log["codec_params"] == sum(p.numel() for p in small_codec(2, 1).parameters())
+    assert len(log["crop_logmel_l1_curve"]) == 2 and log["val_clips"] == 2
+    assert log["val_floor_logmel_l1"] == pytest.approx(FLOOR_RATIO * log["val_blind_logmel_l1"])
+    assert log["val_floor_met"] == (log["val_logmel_l1"] <= log["val_floor_logmel_l1"])
+    fit_rows, _ = held_out_split(20, 0)
+    fit_rms = float(rms(machine_clips(20, seed=0)[fit_rows]).median())
+    assert float(explainer.codec.input_gain) == pytest.approx(INPUT_RMS / fit_rms, rel=1e-5)
+
+
+def test_the_floor_fails_a_codec_that_ignores_its_input() -> None:
+    """A collapsed codec gives every clip the same output (here: the first clip); its log-mel L1 is no better
+    than the mean normal log-mel's, so it misses the floor, while a faithful one meets it."""
+    logmel = LogMel(SPEC)
+    clips = torch.cat([machine_clips(3, seed=5), 3 * machine_clips(3, seed=6)])  # two levels: blind output misses
+    with torch.no_grad():
+        band_mean = logmel(clips).mean(dim=(0, 3), keepdim=True)
+    collapsed = codec_quality(clips[:1].expand_as(clips), clips, logmel, band_mean, FLOOR_RATIO)
+    faithful = codec_quality(clips + 1e-3 * torch.randn(clips.shape, generator=torch.Generator().manual_seed(0)),
+                             clips, logmel, band_mean, FLOOR_RATIO)
+    assert collapsed["logmel_l1"] > FLOOR_RATIO * collapsed["blind_logmel_l1"] and not collapsed["floor_met"]
+    assert faithful["floor_met"] and faithful["blind_logmel_l1"] == collapsed["blind_logmel_l1"]
+
+
+def test_held_out_clips_are_the_ones_the_train_cell_holds_out_from_the_detector(tmp_path, monkeypatch) -> None:
+    seen = {}
+
+    def recording_fit(self, train, val, **kwargs):
+        seen["val"] = val
+        return {"epochs": 0}
+
+    monkeypatch.setattr(engine_plugins.Template, "fit", recording_fit)
+    ws = Workspace(Store(tmp_path / "runs"), DEVICE)
+    cell = TrainCell(PluginConfig("dataset", "test-blobs", {"n_train": 23}), PluginConfig("detector", "test-template"),
+                     seed=3)
+    run_train_cell(cell, ws)
+    normal = ws.table(cell.dataset, "train")
+    fit_rows, held_rows = held_out_split(len(normal), 3)
+    assert len(held_rows) == 2 and torch.equal(seen["val"], normal.x[held_rows])
+    assert sorted(fit_rows.tolist() + held_rows.tolist()) == list(range(23))
+
+
+def test_codec_threshold_is_the_quantile_rule_on_decoded_held_out_normals(setting) -> None:
+    """Slow reference: decode the held-out normal clips, score them with the detector, take the quantile the
+    detector's own calibration takes. Every clip of the batch carries it, and its passes are charged."""
+    explainer, _, det, batch = setting
+    _, held_rows = held_out_split(20, 0)
+    held = machine_clips(20, seed=0)[held_rows]
+    with torch.no_grad():
+        scores = det.score(LogMel(SPEC)(explainer._synthesis(N).reconstruct(held)))
+    want = float(np.quantile(scores.double().numpy(), THRESHOLD_QUANTILE))
+    expl = explain(explainer, det, batch)
+    assert expl.extra["codec_threshold"].shape == (3,)
+    assert torch.allclose(expl.extra["codec_threshold"], torch.full((3,), want), rtol=1e-5)
+    assert expl.forward_passes == pytest.approx(4 + 2 / 3)  # IG steps + the 2 calibration clips over 3 clips
+    assert expl.extra["codec_floor_met"].tolist() == [float(explainer.quality["floor_met"])] * 3
+    # what it corrects: at the detector's own threshold these decoded normals read anomalous
+    assert (det.decision(scores) == 1).all()
 
 
 def test_explanation_keeps_the_elements_with_the_largest_attribution(setting, monkeypatch) -> None:
@@ -169,7 +238,7 @@ def test_explanation_shapes_map_and_fixed_fill(setting) -> None:
     assert torch.equal(fill[0], fill[2])  # one fixed noise clip for every clip
     with torch.no_grad():
         assert torch.equal(fill[:1], expl.extra["synthesis"].noise_latent(explainer.noise_rms, DEVICE))
-    assert expl.forward_passes == expl.backward_passes == 4
+    assert expl.backward_passes == 4
     again = explain(explainer, det, batch)
     assert torch.equal(again.attribution, expl.attribution) and torch.equal(again.audio, expl.audio)
 
@@ -203,6 +272,8 @@ def test_state_dict_round_trip_gives_the_same_explanation(setting) -> None:
     twin.load_state_dict(explainer.state_dict())
     a, b = explain(explainer, det, batch), explain(twin, det, batch)
     assert torch.equal(a.audio, b.audio) and torch.equal(a.attribution, b.attribution)
+    assert torch.equal(a.extra["codec_threshold"], b.extra["codec_threshold"])
+    assert float(twin.codec.input_gain) == float(explainer.codec.input_gain) != 1.0
 
 
 def test_features_only_data_is_refused_with_the_reason(setting) -> None:

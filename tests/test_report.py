@@ -413,3 +413,18 @@ def test_a_column_only_one_explainer_scored_prints_no_rank_badge():
         "audio_quality": ["si_sdr"]}), neighbour_tests(board, rows, ["si_sdr"], 0.05),
         control_tests(board, rows, ["si_sdr"], control="random"), {}, 0.6, 0.05) if b.kind == "table"][0]
     assert table.rows[0][3] == "1.5 [0.5, 2.5]"  # no '#1', no 'n too small to rank': there is no ranking
+
+
+def test_a_saturated_synthesis_sweep_is_left_out_with_its_reason():
+    from benchmark.report import saturated_sweeps, without_saturated
+    board = pd.DataFrame({"dataset": ["d", "d"], "detector": ["ae", "dense_ae"], "explainer": ["encodec_latent"] * 2,
+                          "agreement[100].mean": [1.0, 1.0], "agreement[0].mean": [1.0, 0.25],
+                          "agreement[21].mean": [1.0, 0.5], "drop[21].mean": [0.0, 0.4],
+                          "agreement_random[100].mean": [1.0, 1.0], "agreement_random[0].mean": [0.5, 0.25]})
+    saturated = saturated_sweeps(board)
+    assert list(zip(saturated.detector, saturated.sweep)) == [("ae", "agreement")]
+    table = without_saturated(board, saturated).set_index("detector")
+    assert np.isnan(table.loc["ae", "agreement[21].mean"]) and np.isnan(table.loc["ae", "drop[21].mean"])
+    assert table.loc["ae", "agreement.saturated"].startswith("saturated sweep: agreement 1.00")
+    assert table.loc["dense_ae", "agreement[21].mean"] == 0.5 and table.loc["dense_ae", "agreement.saturated"] == ""
+    assert table.loc["ae", "agreement_random[0].mean"] == 0.5  # the random baseline's own sweep is not saturated

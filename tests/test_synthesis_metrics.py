@@ -1,5 +1,7 @@
 """Synthesis metrics: the descending keep selection, agreement/drop against hand-made decisions and against a
-slow per-clip reference, SI-SDR against numpy, and the input-space IG baseline on a closed-form score."""
+slow per-clip reference, decisions at the codec-calibrated threshold (a codec that shifts every score no longer
+saturates the sweep), the saturation verdict, SI-SDR against numpy, and the input-space IG baseline on a
+closed-form score."""
 from __future__ import annotations
 
 import math
@@ -13,12 +15,15 @@ from benchmark.features import LogMel, preset
 from benchmark.metrics.context import MetricContext
 from benchmark.metrics.synthesis import (
     KEEP_PERCENT,
+    THRESHOLD_QUANTILE,
+    calibrated_threshold,
     fill_unselected,
     input_ig_attribution,
     keep_mask,
     keep_masks,
     logmel_l1,
     si_sdr,
+    sweep_saturated,
     synthesis_agreement,
     synthesis_drop,
 )
@@ -72,6 +77,28 @@ def test_agreement_and_drop_on_hand_made_decisions() -> None:
     assert synthesis_drop(kept, reference).tolist() == [[0.0, 0.0, 0.0], [0.0, 1.0, 1.0]]
 
 
+def test_calibrated_threshold_is_the_detectors_own_quantile_rule() -> None:
+    scores = torch.randn(37, generator=torch.Generator().manual_seed(6)) * 3 + 10
+    threshold = calibrated_threshold(scores)
+    assert float(threshold) == pytest.approx(float(np.quantile(scores.double().numpy(), THRESHOLD_QUANTILE)))
+    det = Detector()
+    det.calibrate(scores)  # tau: the detector's threshold from its own held-out normal scores
+    assert float(threshold) == pytest.approx(float(det.tau))
+    assert float((scores >= threshold).double().mean()) == pytest.approx(4 / 37)  # 10 % of 37, ties at the top
+
+
+def test_sweep_saturated_says_why_only_when_both_ends_agree() -> None:
+    flat = {q: 1.0 for q in KEEP_PERCENT}
+    reason = sweep_saturated(flat)
+    assert reason is not None and "saturated" in reason and "1.00" in reason
+    assert sweep_saturated({"100": 0.25, "42": 0.5, "0": 0.25}) is not None  # table labels; the middle is moot
+    varied = {**flat, 0: 0.375}
+    assert sweep_saturated(varied) is None
+    assert sweep_saturated({str(q): v for q, v in varied.items()}) is None
+    with pytest.raises(ValueError, match="keep 0 %"):
+        sweep_saturated({100: 1.0, 42: 1.0})
+
+
 def numpy_si_sdr(estimate: np.ndarray, target: np.ndarray) -> float:
     s, e = target - target.mean(), estimate - estimate.mean()
     projection = (e @ s) / (s @ s) * s
@@ -118,31 +145,43 @@ class Loudness(Detector):
 
 
 class ToneDecoder:
-    """Latent `[n, 2, L]` -> a 1 kHz tone whose envelope is channel 0 (channel 1 is ignored), `[n, N]`."""
+    """Latent `[n, 2, L]` -> a 1 kHz tone whose envelope is channel 0 (channel 1 is ignored) times `gain`,
+    `[n, N]`."""
 
     examples_per_forward = 3
 
+    def __init__(self, gain: float = 1.0) -> None:
+        self.gain = gain
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         envelope = torch.nn.functional.interpolate(z[:, :1], size=N, mode="linear")[:, 0]
-        return envelope * torch.sin(2 * math.pi * TONE_HZ * torch.arange(N) / SPEC.sample_rate)
+        return self.gain * envelope * torch.sin(2 * math.pi * TONE_HZ * torch.arange(N) / SPEC.sample_rate)
 
 
 def latent_context(z: torch.Tensor, attribution: torch.Tensor, detector: Detector,
-                   fill: torch.Tensor | None = None) -> MetricContext:
-    decoder = ToneDecoder()
-    recon = decoder.decode(z)
+                   fill: torch.Tensor | None = None, decoder: ToneDecoder | None = None) -> MetricContext:
+    """The clips are `ToneDecoder().decode(z)`; the codec is `decoder` (by default that same decoder, a
+    lossless codec). The codec threshold starts at +inf: each test sets it (`set_codec_threshold`)."""
+    decoder = decoder or ToneDecoder()
+    clips = ToneDecoder().decode(z)
     fill = torch.zeros_like(z) if fill is None else fill
     logmel = LogMel(SPEC)
     with torch.no_grad():
-        x = logmel(recon)
+        x = logmel(clips)
         scores = detector.score(x)
     batch = Batch(ids=[f"c{i}" for i in range(len(z))], x=x, labels=torch.ones(len(z), dtype=torch.long),
-                  meta=[{}] * len(z), waveform=recon)
+                  meta=[{}] * len(z), waveform=clips)
     expl = Explanation(attribution=torch.zeros(len(z), *SPEC.grid),
                        extra={"latent": z, "latent_attribution": attribution, "latent_fill": fill,
-                              "codec_reconstruction": recon, "synthesis": decoder})
+                              "codec_reconstruction": decoder.decode(z), "synthesis": decoder,
+                              "codec_threshold": torch.full((len(z),), math.inf),
+                              "codec_floor_met": torch.ones(len(z))})
     return MetricContext(batch=batch, explanation=expl, detector=detector, spec=SPEC, scores=scores,
                          explain=lambda d, b: expl, generator=torch.Generator().manual_seed(0))
+
+
+def set_codec_threshold(ctx: MetricContext, threshold: float | torch.Tensor) -> None:
+    ctx.explanation.extra["codec_threshold"] = torch.full((len(ctx.batch),), float(threshold))
 
 
 def metric(name: str, ctx: MetricContext) -> dict[str, list[float]]:
@@ -163,8 +202,8 @@ def test_agreement_and_drop_on_a_planted_latent() -> None:
     det = Loudness()
     with torch.no_grad():
         loud, quiet = det.score(LogMel(SPEC)(ToneDecoder().decode(z))).tolist()
-    det.eer_threshold = torch.tensor((loud + quiet) / 2)
     ctx = latent_context(z, attribution, det, fill)
+    set_codec_threshold(ctx, (loud + quiet) / 2)
     agreement, drop = metric("agreement", ctx), metric("drop", ctx)
     assert agreement["100"] == [1.0, 1.0] and drop["0"] == [0.0, 0.0]
     # 42 % of 16 elements = the first 7 envelope steps of channel 0: kept, 7/8 of clip 0 stays loud ...
@@ -181,10 +220,11 @@ def between_middle_scores(scores: torch.Tensor) -> torch.Tensor:
 
 
 def slow_agreement(ctx: MetricContext, ranking: torch.Tensor, keep: bool) -> np.ndarray:
-    """Per clip and per fraction: argsort descending, mask, decode, score, decide."""
+    """Per clip and per fraction: argsort descending, mask, decode, score, decide at the clip's codec threshold."""
     extra, logmel = ctx.explanation.extra, LogMel(SPEC)
+    threshold = extra["codec_threshold"]
     with torch.no_grad():
-        ref = ctx.detector.decision(ctx.detector.score(logmel(extra["codec_reconstruction"])))
+        ref = ctx.detector.score(logmel(extra["codec_reconstruction"])) >= threshold
     out = np.zeros((len(KEEP_PERCENT), len(ranking)))
     for b in range(len(ranking)):
         order = np.argsort(-ranking[b].flatten().numpy(), kind="stable")
@@ -194,8 +234,8 @@ def slow_agreement(ctx: MetricContext, ranking: torch.Tensor, keep: bool) -> np.
             sel = torch.from_numpy(sel if keep else ~sel).reshape(ranking[b].shape)
             z = torch.where(sel, extra["latent"][b], extra["latent_fill"][b])
             with torch.no_grad():
-                d = ctx.detector.decision(ctx.detector.score(logmel(extra["synthesis"].decode(z[None]))))
-            out[k, b] = float(d[0] == ref[b])
+                d = ctx.detector.score(logmel(extra["synthesis"].decode(z[None])))[0] >= threshold[b]
+            out[k, b] = float(d == ref[b])
     return out
 
 
@@ -205,7 +245,8 @@ def test_registered_sweeps_match_a_slow_per_clip_reference() -> None:
     attribution = torch.randn(4, 2, 8, generator=g)
     det = Loudness()
     ctx = latent_context(z, attribution, det)
-    det.eer_threshold = between_middle_scores(ctx.scores)
+    set_codec_threshold(ctx, between_middle_scores(ctx.scores))
+    det.eer_threshold = torch.tensor(math.inf)  # the detector's own threshold plays no part in the latent sweeps
     agreement, drop = metric("agreement", ctx), metric("drop", ctx)
     want_kept, want_removed = slow_agreement(ctx, attribution, True), slow_agreement(ctx, attribution, False)
     for k, q in enumerate(KEEP_PERCENT):
@@ -215,6 +256,34 @@ def test_registered_sweeps_match_a_slow_per_clip_reference() -> None:
     random_agreement = metric("agreement_random", ctx)
     want = slow_agreement(ctx, ranking, True)
     assert all(random_agreement[str(q)] == want[k].tolist() for k, q in enumerate(KEEP_PERCENT))
+
+
+def test_a_codec_that_shifts_every_score_no_longer_saturates_the_sweep() -> None:
+    """A codec 40 dB too loud: at the detector's EER threshold (set on the clips themselves) every decoded input,
+    the decoded normal ones included, reads anomalous, so agreement was 1 and drop 0 at every fraction, for the
+    explanation and the random baseline alike. At the threshold calibrated on decoded normals the loud clip
+    (anomalous) and the quiet one (normal) are told apart again and the sweep's ends differ."""
+    loud_codec = ToneDecoder(gain=100.0)
+    z = torch.zeros(2, 2, 8)
+    z[0, 0], z[1, 0] = 1.0, 1e-3
+    fill = torch.zeros(2, 2, 8)
+    fill[:, 0] = 1e-3
+    attribution = torch.stack([torch.tensor([[1.0] * 8, [0.0] * 8])] * 2)
+    det = Loudness()
+    ctx = latent_context(z, attribution, det, fill, decoder=loud_codec)
+    det.eer_threshold = (ctx.scores[0] + ctx.scores[1]) / 2  # the clips: loud anomalous, quiet normal
+    normals = torch.zeros(20, 2, 8)
+    normals[:, 0] = torch.linspace(0.5e-3, 1.5e-3, 20)[:, None]  # quiet like the normal clip
+    logmel = LogMel(SPEC)
+    with torch.no_grad():
+        decoded_normal_scores = det.score(logmel(loud_codec.decode(normals)))
+    assert (det.decision(decoded_normal_scores) == 1).all()  # the defect: decoded normals read anomalous
+    set_codec_threshold(ctx, calibrated_threshold(decoded_normal_scores))
+    for selection in ("", "_random"):
+        agreement, drop = metric("agreement" + selection, ctx), metric("drop" + selection, ctx)
+        assert agreement["100"] == [1.0, 1.0] and agreement["0"] == [0.0, 1.0]
+        assert drop["100"] == [1.0, 0.0] and drop["0"] == [0.0, 0.0]
+        assert sweep_saturated({q: float(np.mean(v)) for q, v in agreement.items()}) is None
 
 
 def test_input_ig_baseline_keeps_everything_at_100_and_removes_nothing_at_0() -> None:
@@ -228,6 +297,14 @@ def test_input_ig_baseline_keeps_everything_at_100_and_removes_nothing_at_0() ->
     # all samples zeroed = silence, the quietest input there is: only clips judged anomalous flip
     flipped = [float(d) for d in det.decision(ctx.scores).tolist()]
     assert drop["100"] == flipped and agreement["0"] == [1.0 - f for f in flipped]
+
+
+def test_codec_floor_met_publishes_the_explainers_verdict() -> None:
+    ctx = latent_context(torch.rand(2, 2, 8, generator=torch.Generator().manual_seed(7)), torch.zeros(2, 2, 8),
+                         Loudness())
+    assert metric("codec_floor_met", ctx) == {"": [1.0, 1.0]}
+    ctx.explanation.extra["codec_floor_met"] = torch.zeros(2)
+    assert metric("codec_floor_met", ctx) == {"": [0.0, 0.0]}
 
 
 @pytest.mark.parametrize("name", ["codec_si_sdr", "codec_logmel_l1"])

@@ -3,13 +3,21 @@ checkpoint offline, training a small one on a dataset's normal clips, and resamp
 rate and 24 kHz (torchaudio, differentiable).
 
 Shapes: waveforms `[B, N]` at the dataset rate, `[B, N24]` at 24 kHz; latent `z: [B, 128, L]` with
-L = ceil(N24 / 320), 75 frames per second.
+L = ceil(N24 / 320), 75 frames per second; log-mels `[B, 1, F, T]`.
+
+Why the small codec reads its input amplified: at initialisation a SEANet encoder of a few channels passes
+on little of a noise-like input (each strided convolution averages it away; the ELUs' rectified constant
+stays), and at the synthetic datasets' levels (-22 to -26 dBFS) the latents of different clips differed by
+0.3 % of their size. Training then collapsed it to one input-blind output, the average normal sound (every
+clip's latent equal to 1e-4, log-mel L1 further from the clips than the mean normal log-mel is). Scaled to
+an RMS of `INPUT_RMS`, the clips' latents differ by ~50 % at initialisation and the codec learns to use them.
 """
 from __future__ import annotations
 
 import hashlib
 import math
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +31,7 @@ from benchmark.detector import Budget, EarlyStopping
 from benchmark.errors import BenchmarkError
 from benchmark.features import LogMel
 from benchmark.metrics.synthesis import logmel_l1, si_sdr
+from benchmark.training import VALIDATION_FRACTION
 
 CODEC_RATE = 24_000
 LATENT_DIM = 128
@@ -32,8 +41,10 @@ CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/encodec/v0/" + OFFICIAL_CHECKPO
 SEGMENT_S = 1.0  # EnCodec trains on 1-s crops
 LEARNING_RATE = 3e-3
 ADAM_BETAS = (0.5, 0.9)  # EnCodec's
+INPUT_RMS = 30.0  # the median RMS of its training normals as the small codec's encoder reads them
 STFT_SIZES = (64, 128, 256, 512, 1024, 2048)  # EnCodec's multi-scale spectral loss spans 2^5..2^11 at 24 kHz
-QUALITY_CLIPS = 8
+# held-out normals decoded once per codec: their log-mels calibrate every detector's codec-domain threshold
+CALIBRATION_CLIPS = 64
 LOG_FLOOR_DB = 60.0
 # EnCodec's lambda_t: the waveform term is weak on purpose, as the L1-optimal estimate of a noise-like
 # (unpredictable) component is silence; weighted like the spectral terms, it made the codec 6-10 dB too quiet
@@ -42,15 +53,18 @@ NOISE_SEED = 20_241_010  # the fixed noise clip whose latent replaces what an ex
 
 
 class LatentCodec(torch.nn.Module):
-    """EnCodec's encoder and decoder without the quantizer: 24 kHz waveforms <-> continuous latent."""
+    """EnCodec's encoder and decoder without the quantizer: 24 kHz waveforms <-> continuous latent. The encoder
+    reads the waveform times `input_gain` (1 for the official model; see the module note for the small one);
+    the decoder writes at the waveform's own level."""
 
     def __init__(self, encoder: SEANetEncoder, decoder: SEANetDecoder) -> None:
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
+        self.register_buffer("input_gain", torch.tensor(1.0))
 
     def encode(self, w24: torch.Tensor) -> torch.Tensor:
         """`[B, N24] -> [B, 128, ceil(N24 / 320)]`."""
-        return self.encoder(w24.unsqueeze(1))
+        return self.encoder((w24 * self.input_gain).unsqueeze(1))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """`[B, 128, L] -> [B, 320 L]` at 24 kHz."""
@@ -165,45 +179,69 @@ def codec_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return WAVEFORM_WEIGHT * waveform_l1 + multi_resolution_stft_loss(estimate, target)
 
 
-def split_validation(waves: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A seeded 10 % of the clips (at least one) held out for early stopping and the quality report;
-    a single clip serves both."""
-    if len(waves) < 2:
-        return waves, waves
-    order = torch.randperm(len(waves), generator=torch.Generator().manual_seed(seed))
-    n_val = max(1, len(waves) // 10)
-    return waves[order[n_val:]], waves[order[:n_val]]
+def held_out_split(n_clips: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows `(fit, held_out)` of `n_clips` normal training clips: held out are the clips the train cell of
+    `seed` holds out from its detector for calibration (`benchmark.training.run_train_cell`: a seeded
+    `VALIDATION_FRACTION`, at least one), so neither the codec nor the detector has seen them. A single clip
+    serves both."""
+    if n_clips < 2:
+        return torch.arange(n_clips), torch.arange(n_clips)
+    order = torch.randperm(n_clips, generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, int(round(VALIDATION_FRACTION * n_clips)))
+    return order[n_val:].sort().values, order[:n_val].sort().values
 
 
-def train_codec(codec: LatentCodec, fit: torch.Tensor, val: torch.Tensor, sample_rate: int, *, seed: int,
-                budget: Budget) -> dict[str, Any]:
+def blind_logmel_l1(x: torch.Tensor, band_mean: torch.Tensor) -> torch.Tensor:
+    """Log-mel L1 of the best reconstruction that ignores its input, the normals' mean log-mel per band
+    `[1, 1, F, 1]`, against log-mels `x: [M, 1, F, T]`: `-> [M]`. A codec collapsed to one output scores
+    about this."""
+    return logmel_l1(band_mean.expand_as(x), x)
+
+
+def train_codec(codec: LatentCodec, fit: torch.Tensor, val: torch.Tensor, logmel: LogMel, *, seed: int,
+                budget: Budget, band_mean: torch.Tensor, floor_ratio: float) -> dict[str, Any]:
     """Train on random 1-s crops of normal clips `fit: [N, S]` (CPU, dataset rate) with Adam and a cosine
     decay over the budget's steps; early-stop on the centre crops of `val: [M, S]`; best weights restored.
-    An epoch draws one crop per training clip."""
+    An epoch draws one crop per training clip.
+
+    Short of the reconstruction floor (the validation crops' mean log-mel L1 at most `floor_ratio` times
+    their `blind_logmel_l1` against the training normals' `band_mean: [1, 1, F, 1]`) a plateau does not end
+    training: only the budget's epoch or time cap does, so a codec that has not yet learnt to use its
+    latent keeps its budget."""
     device = next(codec.parameters()).device
+    sample_rate = logmel.spec.sample_rate
     seg = min(int(round(SEGMENT_S * sample_rate)), fit.shape[1])
     g = torch.Generator().manual_seed(seed)
     start = (val.shape[1] - seg) // 2
     val_crops = val[:, start:start + seg]
+    with torch.no_grad():
+        blind = float(blind_logmel_l1(logmel(val_crops.to(device)), band_mean.to(device)).mean())
     optimizer = torch.optim.Adam(codec.parameters(), lr=LEARNING_RATE, betas=ADAM_BETAS)
     # the budget fixes the number of steps, so the rate can anneal to zero over exactly that many
     total_steps = budget.epochs * math.ceil(len(fit) / budget.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total_steps)
 
-    def loss_of(crops: torch.Tensor) -> torch.Tensor:
+    def reconstruct(crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         w24 = to_codec_rate(crops.to(device), sample_rate)
-        return codec_loss(codec.decode(codec.encode(w24))[..., : w24.shape[-1]], w24)
+        return codec.decode(codec.encode(w24))[..., : w24.shape[-1]], w24
 
-    def val_loss() -> float:
+    def validate() -> tuple[float, float]:
+        """Mean loss and mean log-mel L1 of the validation crops."""
         codec.eval()
+        loss = l1 = 0.0
         with torch.no_grad():
-            total = sum(float(loss_of(val_crops[i:i + budget.batch_size])) * len(val_crops[i:i + budget.batch_size])
-                        for i in range(0, len(val_crops), budget.batch_size))
-        return total / len(val_crops)
+            for i in range(0, len(val_crops), budget.batch_size):
+                crops = val_crops[i:i + budget.batch_size].to(device)
+                decoded, w24 = reconstruct(crops)
+                loss += float(codec_loss(decoded, w24)) * len(crops)
+                back = fit_length(torchaudio.functional.resample(decoded, CODEC_RATE, sample_rate), seg)
+                l1 += float(logmel_l1(logmel(back), logmel(crops)).sum())
+        return loss / len(val_crops), l1 / len(val_crops)
 
     stopping = EarlyStopping(codec, budget)  # its clock includes the first validation
-    initial = stopping.best = val_loss()
-    steps, epochs, curve = 0, 0, []
+    initial, initial_l1 = validate()
+    stopping.best = initial
+    steps, epochs, curve, l1_curve = 0, 0, [], []
     while epochs < budget.epochs:
         epochs += 1
         codec.train()
@@ -213,24 +251,32 @@ def train_codec(codec: LatentCodec, fit: torch.Tensor, val: torch.Tensor, sample
             rows = order[i:i + budget.batch_size]
             crops = torch.gather(fit[rows], 1, offsets[rows, None] + torch.arange(seg))
             optimizer.zero_grad(set_to_none=True)
-            loss_of(crops).backward()
+            codec_loss(*reconstruct(crops)).backward()
             optimizer.step()
             schedule.step()
             steps += 1
-        curve.append(val_loss())
-        if stopping.should_stop(curve[-1]):
+        loss, l1 = validate()
+        curve.append(loss)
+        l1_curve.append(l1)
+        stopping.budget = budget if l1 <= floor_ratio * blind else replace(budget, patience=0)  # 0: no plateau stop
+        if stopping.should_stop(loss):
             break
     stopping.restore_best()
     return {"epochs": epochs, "steps": steps, "train_seconds": stopping.seconds, "val_loss_initial": initial,
             "val_loss_best": stopping.best, "capped_by_time": stopping.capped, "stop_reason": stopping.reason,
-            "val_curve": curve, "train_clips": len(fit), "val_clips": len(val), "clip_epochs": epochs * len(fit)}
+            "val_curve": curve, "crop_blind_logmel_l1": blind, "crop_logmel_l1_initial": initial_l1,
+            "crop_logmel_l1_curve": l1_curve, "train_clips": len(fit), "val_clips": len(val),
+            "clip_epochs": epochs * len(fit)}
 
 
-def codec_quality(synthesis: LatentSynthesis, waves: torch.Tensor, logmel: LogMel) -> dict[str, float]:
-    """Mean SI-SDR (dB) and log-mel L1 of Dec(Enc(w)) against up to `QUALITY_CLIPS` whole clips `[M, N]`."""
-    device = next(synthesis.codec.parameters()).device
-    w = waves[:QUALITY_CLIPS].to(device)
-    recon = synthesis.reconstruct(w)
+def codec_quality(recon: torch.Tensor, clips: torch.Tensor, logmel: LogMel, band_mean: torch.Tensor,
+                  floor_ratio: float) -> dict[str, Any]:
+    """Mean SI-SDR (dB) and log-mel L1 (grid units) of reconstructions `recon: [M, N]` against `clips: [M, N]`,
+    beside the input-blind level of those clips (`blind_logmel_l1`, against the normals' `band_mean`
+    `[1, 1, F, 1]`), the floor (`floor_ratio` times it) and whether the log-mel L1 is within it (`floor_met`)."""
     with torch.no_grad():
-        l1 = logmel_l1(logmel(recon), logmel(w))
-    return {"si_sdr_db": float(si_sdr(recon, w).mean()), "logmel_l1": float(l1.mean()), "clips": len(w)}
+        x = logmel(clips)
+        l1 = float(logmel_l1(logmel(recon), x).mean())
+        blind = float(blind_logmel_l1(x, band_mean).mean())
+    return {"si_sdr_db": float(si_sdr(recon, clips).mean()), "logmel_l1": l1, "blind_logmel_l1": blind,
+            "floor_logmel_l1": floor_ratio * blind, "floor_met": l1 <= floor_ratio * blind, "clips": len(clips)}

@@ -3,39 +3,53 @@ detector's decision, and does removing its important part change it?
 
 For a keep fraction q in {100, 83, 63, 42, 21, 10, 0} %, the q % latent elements with the LARGEST
 attribution are kept and every other element is replaced by the latent of a fixed noise clip; the
-result is decoded and scored. `agreement[q]` = 1 when the detector's decision (EER threshold) on it
-equals the decision on the codec reconstruction Dec(Enc(w)), so codec distortion is not counted against
-the explanation. `drop[q]` = 1 - agreement of the complement (those q % most important elements replaced
-by the fill, the rest kept): the agreement lost when the important part is removed. Baselines: the
-same sweep with a random latent selection (`*_random`), and input-space Integrated Gradients with
-waveform zeroing (`*_input_ig`, compared with the decision on the clip itself, as no codec is
-involved). The codec's own reconstruction quality (`codec_si_sdr`, `codec_logmel_l1`) is published
-beside every result that uses it.
+result is decoded and scored. `agreement[q]` = 1 when the detector's decision on it equals the decision
+on the codec reconstruction Dec(Enc(w)), so codec distortion is not counted against the explanation.
+`drop[q]` = 1 - agreement of the complement (those q % most important elements replaced by the fill, the
+rest kept): the agreement lost when the important part is removed. Baselines: the same sweep with a
+random latent selection (`*_random`), and input-space Integrated Gradients with waveform zeroing
+(`*_input_ig`, compared with the decision on the clip itself, as no codec is involved). The codec's own
+reconstruction quality (`codec_si_sdr`, `codec_logmel_l1`, `codec_floor_met`) is published beside every
+result that uses it.
+
+Every decoded input (explanation, random baseline, reconstruction reference) is decided at the codec-domain
+threshold the explainer calibrated (`calibrated_threshold` of the detector's scores of decoded held-out
+normals), not at the detector's EER threshold: a decoded clip is not the clip, and where the codec shifts
+every score past that threshold, the decoded normals' included, every decision read anomalous: agreement 1 and
+drop 0 at every keep fraction, for the explanation and the random baseline alike. The input-IG baseline
+involves no codec and keeps the detector's own decision. A sweep whose ends agree
+(`sweep_saturated`) says nothing about the explanation; the leaderboard says so instead of ranking it.
 
 What the explainer leaves in `Explanation.extra` (batch-first tensors follow clip selection):
   "latent": z `[B, C, L]`; "latent_attribution": `[B, C, L]`, larger = more important;
   "latent_fill": `[B, C, L]` the noise latent; "codec_reconstruction": Dec(Enc(w)) `[B, N]` at the
-  dataset rate; "synthesis": a `LatentDecoder` (`decode(z: [n, C, L]) -> [n, N]` at the dataset rate and
-  clip length, and `examples_per_forward`, the latents one decode may hold).
+  dataset rate; "codec_threshold": `[B]` the decision threshold for decoded inputs; "codec_floor_met":
+  `[B]` 1.0 where the codec reached its stated reconstruction floor, else 0.0; "synthesis": a
+  `LatentDecoder` (`decode(z: [n, C, L]) -> [n, N]` at the dataset rate and clip length, and
+  `examples_per_forward`, the latents one decode may hold).
 
 Shapes: `K` keep fractions, `B` clips, `E` elements per clip (C·L latent elements or N samples).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import torch
 
+from ..compute import examples_per_forward
 from ..features import LogMel
 from ..needs import Need
 from ..registry import metrics
-from ._passes import examples_per_forward, shared
+from ._passes import forward_bound, shared
 from ._ranking import descending_rank
 from .context import MetricContext, MetricResult
 
 KEEP_PERCENT = (100, 83, 63, 42, 21, 10, 0)
 INPUT_IG_STEPS = 50  # the paper's setting for its input-space baseline
+# `Detector.calibrate`'s rule for its own threshold tau: the share of held-out normals that read normal
+THRESHOLD_QUANTILE = 0.9
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -77,11 +91,41 @@ def decoded_scores(synthesis: LatentDecoder, logmel: LogMel, score: ScoreFn, lat
         return torch.cat([score(logmel(synthesis.decode(latents[i:i + chunk]))) for i in range(0, len(latents), chunk)])
 
 
-def waveform_scores(logmel: LogMel, score: ScoreFn, waveforms: torch.Tensor) -> torch.Tensor:
-    """Anomaly scores of waveforms without gradients, `[n, N] -> [n]`, chunked like the other metrics."""
-    chunk = examples_per_forward(waveforms.device)
+def waveform_scores(logmel: LogMel, score: ScoreFn, waveforms: torch.Tensor,
+                    per_forward: int | None = None) -> torch.Tensor:
+    """Anomaly scores of waveforms without gradients, `[n, N] -> [n]`, in chunks of `per_forward` (default: the
+    device's bound, `benchmark.compute`) like the other metrics."""
+    chunk = per_forward or examples_per_forward(waveforms.device)
     with torch.no_grad():
         return torch.cat([score(logmel(waveforms[i:i + chunk])) for i in range(0, len(waveforms), chunk)])
+
+
+def calibrated_threshold(normal_scores: torch.Tensor) -> torch.Tensor:
+    """The decision threshold from the scores of held-out normal inputs (decoded by the codec): their
+    `THRESHOLD_QUANTILE` quantile, so that share of them reads normal: `[M] -> []`."""
+    return torch.quantile(normal_scores.double(), THRESHOLD_QUANTILE).to(normal_scores.dtype)
+
+
+def threshold_decisions(scores: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """Anomalous (1) where the score reaches the clip's threshold (`>=`, like `Detector.decision`), else 0:
+    `[..., B], [B] -> [..., B]` long."""
+    return (scores >= threshold).long()
+
+
+def sweep_saturated(agreement_by_keep: Mapping[float | str, float]) -> str | None:
+    """Why a keep sweep says nothing, or None: the mean agreement at keep 100 % (everything kept) and 0 %
+    (everything replaced by the fill) are equal, so no kept fraction can change the decision on average.
+    Keys are keep percentages (numbers or their table labels, "100" and "0")."""
+    by_percent = {float(q): float(v) for q, v in agreement_by_keep.items()}
+    missing = [q for q in (100.0, 0.0) if q not in by_percent]
+    if missing:
+        raise ValueError(f"sweep_saturated: no agreement at keep {', '.join(f'{q:g} %' for q in missing)}; pass "
+                         "the whole sweep (both ends)")
+    full, empty = by_percent[100.0], by_percent[0.0]
+    if not math.isclose(full, empty, abs_tol=1e-9):
+        return None
+    return (f"saturated sweep: agreement {full:.2f} with every latent element kept and with none, so the decision "
+            "does not depend on which elements are kept")
 
 
 def synthesis_agreement(decisions: torch.Tensor, reference_decisions: torch.Tensor) -> torch.Tensor:
@@ -115,10 +159,12 @@ def _logmel(ctx: MetricContext) -> LogMel:
 
 
 def _reconstruction_decisions(ctx: MetricContext) -> torch.Tensor:
-    """The detector's decision on the codec reconstruction Dec(Enc(w)): `[B]`."""
+    """The decision on the codec reconstruction Dec(Enc(w)) at the codec-domain threshold: `[B]`."""
     def compute() -> torch.Tensor:
-        recon = ctx.explanation.extra["codec_reconstruction"]
-        return ctx.detector.decision(waveform_scores(_logmel(ctx), ctx.detector.score, recon))
+        extra = ctx.explanation.extra
+        scores = waveform_scores(_logmel(ctx), ctx.detector.score, extra["codec_reconstruction"],
+                                 forward_bound(ctx))
+        return threshold_decisions(scores, extra["codec_threshold"])
     return shared(ctx, ("synthesis", "reconstruction"), compute)
 
 
@@ -134,14 +180,15 @@ def _latent_selection(ctx: MetricContext, selection: str) -> torch.Tensor:
 
 
 def _latent_decisions(ctx: MetricContext, selection: str, part: str) -> torch.Tensor:
-    """Decisions `[K, B]` on the decoded sweep: the selection kept ("kept") or replaced ("removed")."""
+    """Decisions `[K, B]` on the decoded sweep, at the codec-domain threshold: the selection kept ("kept") or
+    replaced ("removed")."""
     def compute() -> torch.Tensor:
         extra = ctx.explanation.extra
         z, fill = extra["latent"], extra["latent_fill"]
         selected = _latent_selection(ctx, selection)
         latents = fill_unselected(z, fill, selected if part == "kept" else ~selected)
         scores = decoded_scores(extra["synthesis"], _logmel(ctx), ctx.detector.score, latents.flatten(0, 1))
-        return ctx.detector.decision(scores).reshape(latents.shape[:2])
+        return threshold_decisions(scores.reshape(latents.shape[:2]), extra["codec_threshold"])
     return shared(ctx, ("synthesis", selection, part), compute)
 
 
@@ -163,7 +210,8 @@ def input_ig_attribution(score: ScoreFn, logmel: LogMel, waveform: torch.Tensor,
 def _clip_decisions(ctx: MetricContext) -> torch.Tensor:
     """The decision on the clip's own waveform through the same log-mel path as the sweep: `[B]`."""
     def compute() -> torch.Tensor:
-        return ctx.detector.decision(waveform_scores(_logmel(ctx), ctx.detector.score, ctx.batch.waveform))
+        return ctx.detector.decision(waveform_scores(_logmel(ctx), ctx.detector.score, ctx.batch.waveform,
+                                                     forward_bound(ctx)))
     return shared(ctx, ("synthesis", "clip"), compute)
 
 
@@ -171,14 +219,15 @@ def _input_ig_decisions(ctx: MetricContext, part: str) -> torch.Tensor:
     """Decisions `[K, B]` on waveforms whose top-q % samples by input IG are kept (the rest zeroed) or zeroed."""
     def attribution() -> torch.Tensor:
         return input_ig_attribution(ctx.detector.score, _logmel(ctx), ctx.batch.waveform,
-                                    internal_batch_size=examples_per_forward(ctx.batch.x.device))
+                                    # gradients held for the backward: half the run's bound
+                                    internal_batch_size=max(1, forward_bound(ctx) // 2))
 
     def compute() -> torch.Tensor:
         w = ctx.batch.waveform
         selected = keep_masks(shared(ctx, ("synthesis", "input_ig_attribution"), attribution))
         kept = selected if part == "kept" else ~selected
         waves = torch.where(kept, w.unsqueeze(0), torch.zeros((), dtype=w.dtype, device=w.device))
-        scores = waveform_scores(_logmel(ctx), ctx.detector.score, waves.flatten(0, 1))
+        scores = waveform_scores(_logmel(ctx), ctx.detector.score, waves.flatten(0, 1), forward_bound(ctx))
         return ctx.detector.decision(scores).reshape(waves.shape[:2])
     return shared(ctx, ("synthesis", "input_ig", part), compute)
 
@@ -195,14 +244,14 @@ INPUT_IG_PASSES = float(INPUT_IG_STEPS + len(KEEP_PERCENT) + 1)
 
 @metrics.register("agreement", summary="decision on the explanation (top-q % latent elements by attribution kept, "
                   "the rest from a noise latent) equals the decision on the codec reconstruction",
-                  version=1, needs=LATENT_NEEDS, family="synthesis", higher_is_better=True, params="keep_percent")
+                  version=2, needs=LATENT_NEEDS, family="synthesis", higher_is_better=True, params="keep_percent")
 def agreement_metric(ctx: MetricContext) -> MetricResult:
     values = synthesis_agreement(_latent_decisions(ctx, "attribution", "kept"), _reconstruction_decisions(ctx))
     return MetricResult(values=_by_keep_percent(values), forward_passes=SWEEP_PASSES)
 
 
 @metrics.register("drop", summary="agreement lost when the top-q % latent elements by attribution are replaced by "
-                  "the noise latent (the rest kept)", version=1, needs=LATENT_NEEDS, family="synthesis",
+                  "the noise latent (the rest kept)", version=2, needs=LATENT_NEEDS, family="synthesis",
                   higher_is_better=True, params="keep_percent")
 def drop_metric(ctx: MetricContext) -> MetricResult:
     values = synthesis_drop(_latent_decisions(ctx, "attribution", "removed"), _reconstruction_decisions(ctx))
@@ -210,14 +259,14 @@ def drop_metric(ctx: MetricContext) -> MetricResult:
 
 
 @metrics.register("agreement_random", summary="baseline of agreement: a random q % of the latent elements kept",
-                  version=1, needs=LATENT_NEEDS, family="synthesis", higher_is_better=True, params="keep_percent")
+                  version=2, needs=LATENT_NEEDS, family="synthesis", higher_is_better=True, params="keep_percent")
 def agreement_random_metric(ctx: MetricContext) -> MetricResult:
     values = synthesis_agreement(_latent_decisions(ctx, "random", "kept"), _reconstruction_decisions(ctx))
     return MetricResult(values=_by_keep_percent(values), forward_passes=SWEEP_PASSES)
 
 
 @metrics.register("drop_random", summary="baseline of drop: a random q % of the latent elements replaced",
-                  version=1, needs=LATENT_NEEDS, family="synthesis", higher_is_better=True, params="keep_percent")
+                  version=2, needs=LATENT_NEEDS, family="synthesis", higher_is_better=True, params="keep_percent")
 def drop_random_metric(ctx: MetricContext) -> MetricResult:
     values = synthesis_drop(_latent_decisions(ctx, "random", "removed"), _reconstruction_decisions(ctx))
     return MetricResult(values=_by_keep_percent(values), forward_passes=SWEEP_PASSES)
@@ -255,3 +304,10 @@ def codec_logmel_l1_metric(ctx: MetricContext) -> MetricResult:
     with torch.no_grad():
         recon = _logmel(ctx)(ctx.explanation.extra["codec_reconstruction"])
     return MetricResult(values={"": logmel_l1(recon, ctx.batch.x)})
+
+
+@metrics.register("codec_floor_met", summary="1 where the codec reached its stated reconstruction floor (log-mel L1 "
+                  "of the held-out normals), else 0: synthesis values of a codec short of it carry the fact",
+                  version=1, needs=LATENT_NEEDS, family="synthesis", higher_is_better=True)
+def codec_floor_met_metric(ctx: MetricContext) -> MetricResult:
+    return MetricResult(values={"": ctx.explanation.extra["codec_floor_met"].double()})
