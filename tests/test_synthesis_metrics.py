@@ -14,6 +14,7 @@ from benchmark.detector import Detector
 from benchmark.features import LogMel, preset
 from benchmark.metrics.context import MetricContext
 from benchmark.metrics.synthesis import (
+    INPUT_IG_STEPS,
     KEEP_PERCENT,
     THRESHOLD_QUANTILE,
     calibrated_threshold,
@@ -321,3 +322,22 @@ def test_codec_quality_metrics_compare_the_reconstruction_with_the_clip(name: st
     else:
         assert torch.allclose(value, logmel_l1(LogMel(SPEC)(clip), ctx.batch.x))
         assert (value > 0).all()
+
+
+def test_the_sweep_metrics_charge_the_passes_they_ran_once() -> None:
+    """A decoded sweep costs one detector pass per keep fraction, the reference decision one, the input IG its
+    steps forward and backward; a metric of the same batch that reuses them is charged nothing for them (the
+    constants charged every metric the whole sweep again)."""
+    g = torch.Generator().manual_seed(5)
+    z = torch.rand(3, 2, 8, generator=g)
+    det = Loudness()
+    ctx = latent_context(z, torch.randn(3, 2, 8, generator=g), det)
+    set_codec_threshold(ctx, between_middle_scores(ctx.scores))
+    det.eer_threshold = between_middle_scores(ctx.scores)
+    k = float(len(KEEP_PERCENT))
+    charged = {name: (r.forward_passes, r.backward_passes) for name in
+               ("agreement", "drop", "agreement_random", "drop_random", "agreement_input_ig", "drop_input_ig")
+               for r in [registry("metric").get(name).factory(ctx)]}
+    steps = float(INPUT_IG_STEPS)
+    assert charged == {"agreement": (k + 1, 0.0), "drop": (k, 0.0), "agreement_random": (k, 0.0),
+                       "drop_random": (k, 0.0), "agreement_input_ig": (steps + k + 1, steps), "drop_input_ig": (k, 0.0)}

@@ -42,7 +42,7 @@ from ..compute import examples_per_forward
 from ..features import LogMel
 from ..needs import Need
 from ..registry import metrics
-from ._passes import forward_bound, shared
+from ._passes import charge, forward_bound, result, shared
 from ._ranking import descending_rank
 from .context import MetricContext, MetricResult
 
@@ -165,7 +165,7 @@ def _reconstruction_decisions(ctx: MetricContext) -> torch.Tensor:
         scores = waveform_scores(_logmel(ctx), ctx.detector.score, extra["codec_reconstruction"],
                                  forward_bound(ctx))
         return threshold_decisions(scores, extra["codec_threshold"])
-    return shared(ctx, ("synthesis", "reconstruction"), compute)
+    return shared(ctx, ("synthesis", "reconstruction"), compute, passes=1.0)
 
 
 def _latent_selection(ctx: MetricContext, selection: str) -> torch.Tensor:
@@ -189,7 +189,7 @@ def _latent_decisions(ctx: MetricContext, selection: str, part: str) -> torch.Te
         latents = fill_unselected(z, fill, selected if part == "kept" else ~selected)
         scores = decoded_scores(extra["synthesis"], _logmel(ctx), ctx.detector.score, latents.flatten(0, 1))
         return threshold_decisions(scores.reshape(latents.shape[:2]), extra["codec_threshold"])
-    return shared(ctx, ("synthesis", selection, part), compute)
+    return shared(ctx, ("synthesis", selection, part), compute, passes=float(len(KEEP_PERCENT)))
 
 
 def input_ig_attribution(score: ScoreFn, logmel: LogMel, waveform: torch.Tensor, *, n_steps: int = INPUT_IG_STEPS,
@@ -212,12 +212,13 @@ def _clip_decisions(ctx: MetricContext) -> torch.Tensor:
     def compute() -> torch.Tensor:
         return ctx.detector.decision(waveform_scores(_logmel(ctx), ctx.detector.score, ctx.batch.waveform,
                                                      forward_bound(ctx)))
-    return shared(ctx, ("synthesis", "clip"), compute)
+    return shared(ctx, ("synthesis", "clip"), compute, passes=1.0)
 
 
 def _input_ig_decisions(ctx: MetricContext, part: str) -> torch.Tensor:
     """Decisions `[K, B]` on waveforms whose top-q % samples by input IG are kept (the rest zeroed) or zeroed."""
     def attribution() -> torch.Tensor:
+        charge(ctx, forward=float(INPUT_IG_STEPS), backward=float(INPUT_IG_STEPS))
         return input_ig_attribution(ctx.detector.score, _logmel(ctx), ctx.batch.waveform,
                                     # gradients held for the backward: half the run's bound
                                     internal_batch_size=max(1, forward_bound(ctx) // 2))
@@ -229,17 +230,17 @@ def _input_ig_decisions(ctx: MetricContext, part: str) -> torch.Tensor:
         waves = torch.where(kept, w.unsqueeze(0), torch.zeros((), dtype=w.dtype, device=w.device))
         scores = waveform_scores(_logmel(ctx), ctx.detector.score, waves.flatten(0, 1), forward_bound(ctx))
         return ctx.detector.decision(scores).reshape(waves.shape[:2])
-    return shared(ctx, ("synthesis", "input_ig", part), compute)
+    return shared(ctx, ("synthesis", "input_ig", part), compute, passes=float(len(KEEP_PERCENT)))
 
 
 def _by_keep_percent(values: torch.Tensor) -> dict[str, torch.Tensor]:
     return {str(q): v for q, v in zip(KEEP_PERCENT, values, strict=True)}
 
 
-# the live codec (`extra["synthesis"]`) cannot be stored: these metrics run with the explainer
+# the live codec (`extra["synthesis"]`) cannot be stored: these metrics run with the explainer; each charges the
+# detector passes it triggered (a decoded sweep, a reference decision, the input IG), and a metric of the same
+# batch that reuses them is charged nothing for them
 LATENT_NEEDS = {Need.EXPLANATION_LATENT, Need.EXPLANATION_SYNTHESIS}
-SWEEP_PASSES = float(len(KEEP_PERCENT) + 1)  # one decode + detector pass per fraction, and the reference
-INPUT_IG_PASSES = float(INPUT_IG_STEPS + len(KEEP_PERCENT) + 1)
 
 
 @metrics.register("agreement", summary="decision on the explanation (top-q % latent elements by attribution kept, "
@@ -247,7 +248,7 @@ INPUT_IG_PASSES = float(INPUT_IG_STEPS + len(KEEP_PERCENT) + 1)
                   version=2, needs=LATENT_NEEDS, family="synthesis", higher_is_better=True, params="keep_percent")
 def agreement_metric(ctx: MetricContext) -> MetricResult:
     values = synthesis_agreement(_latent_decisions(ctx, "attribution", "kept"), _reconstruction_decisions(ctx))
-    return MetricResult(values=_by_keep_percent(values), forward_passes=SWEEP_PASSES)
+    return result(ctx, _by_keep_percent(values))
 
 
 @metrics.register("drop", summary="agreement lost when the top-q % latent elements by attribution are replaced by "
@@ -255,21 +256,21 @@ def agreement_metric(ctx: MetricContext) -> MetricResult:
                   higher_is_better=True, params="keep_percent")
 def drop_metric(ctx: MetricContext) -> MetricResult:
     values = synthesis_drop(_latent_decisions(ctx, "attribution", "removed"), _reconstruction_decisions(ctx))
-    return MetricResult(values=_by_keep_percent(values), forward_passes=SWEEP_PASSES)
+    return result(ctx, _by_keep_percent(values))
 
 
 @metrics.register("agreement_random", summary="baseline of agreement: a random q % of the latent elements kept",
                   version=2, needs=LATENT_NEEDS, family="synthesis", higher_is_better=True, params="keep_percent")
 def agreement_random_metric(ctx: MetricContext) -> MetricResult:
     values = synthesis_agreement(_latent_decisions(ctx, "random", "kept"), _reconstruction_decisions(ctx))
-    return MetricResult(values=_by_keep_percent(values), forward_passes=SWEEP_PASSES)
+    return result(ctx, _by_keep_percent(values))
 
 
 @metrics.register("drop_random", summary="baseline of drop: a random q % of the latent elements replaced",
                   version=2, needs=LATENT_NEEDS, family="synthesis", higher_is_better=True, params="keep_percent")
 def drop_random_metric(ctx: MetricContext) -> MetricResult:
     values = synthesis_drop(_latent_decisions(ctx, "random", "removed"), _reconstruction_decisions(ctx))
-    return MetricResult(values=_by_keep_percent(values), forward_passes=SWEEP_PASSES)
+    return result(ctx, _by_keep_percent(values))
 
 
 @metrics.register("agreement_input_ig", summary="baseline of agreement: the top-q % waveform samples by input-space "
@@ -278,8 +279,7 @@ def drop_random_metric(ctx: MetricContext) -> MetricResult:
                   params="keep_percent")
 def agreement_input_ig_metric(ctx: MetricContext) -> MetricResult:
     values = synthesis_agreement(_input_ig_decisions(ctx, "kept"), _clip_decisions(ctx))
-    return MetricResult(values=_by_keep_percent(values), forward_passes=INPUT_IG_PASSES,
-                        backward_passes=float(INPUT_IG_STEPS))
+    return result(ctx, _by_keep_percent(values))
 
 
 @metrics.register("drop_input_ig", summary="baseline of drop: the top-q % waveform samples by input-space "
@@ -287,8 +287,7 @@ def agreement_input_ig_metric(ctx: MetricContext) -> MetricResult:
                   higher_is_better=True, params="keep_percent")
 def drop_input_ig_metric(ctx: MetricContext) -> MetricResult:
     values = synthesis_drop(_input_ig_decisions(ctx, "removed"), _clip_decisions(ctx))
-    return MetricResult(values=_by_keep_percent(values), forward_passes=INPUT_IG_PASSES,
-                        backward_passes=float(INPUT_IG_STEPS))
+    return result(ctx, _by_keep_percent(values))
 
 
 @metrics.register("codec_si_sdr", summary="SI-SDR (dB) of the codec reconstruction Dec(Enc(w)) against the clip: "
