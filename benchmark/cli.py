@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from .compute import PRECISIONS
 from .errors import BenchmarkError
 
 KIND_CHOICES = ["datasets", "detectors", "explainers", "metrics"]
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch threads per cell (local: this process; dask: each worker); default torch's own "
                         "(the cores). CPU tables are byte-identical across executors at the same count")
-    p.add_argument("--precision", choices=["fp32", "bf16"],
+    p.add_argument("--precision", choices=PRECISIONS,
                    help="of detector training and explainer forward passes (bf16 autocasts them; scores and "
                         "metrics stay fp32); default the suite's `precision`, else fp32. Part of every cell key")
     p.add_argument("--examples-per-forward", type=int, metavar="N",
@@ -204,9 +205,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 raise BenchmarkError(f"--threads {args.threads}: use a positive number of torch threads")
             import torch
             torch.set_num_threads(args.threads)
+        check_bound(args.examples_per_forward)
         executor = make_executor(args.executor, workers=args.workers, scheduler=args.scheduler,
                                  threads=args.threads, gpu=device.type == "cuda")
-        check_bound(args.examples_per_forward)
         held.callback(executor.close)
         if not locked:
             held.enter_context(store_lock(args.out))

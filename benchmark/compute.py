@@ -10,7 +10,9 @@ Forward bound (`--examples-per-forward`): how many inputs one forward pass witho
 a CPU, 512 on a GPU by default. An explainer whose inputs weigh more (gradients kept for a backward, a
 dual-path network over a 10-s waveform) declares its `forward_weight` and takes that share of the bound. It
 bounds memory only, so it is not part of any key (like the torch thread count, it may move the last digits of
-a CPU result through the shapes of the matrix products).
+a CPU result through the shapes of the matrix products). Two things it does not bound: detector training and
+test scoring (the budget's `batch_size`), and Captum's infidelity (batch × `n_perturb_samples` inputs at once:
+chunking it would change which noise each copy draws, and so the values).
 """
 from __future__ import annotations
 
@@ -38,6 +40,13 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     if check_precision(precision) == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
+def full_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """A region of float32 inside an autocast one: what must not change with the run's precision (a shared
+    codec, a calibration, a reference the metrics compare against)."""
+    import torch
+    return torch.autocast(device_type=torch.device(device).type, enabled=False)
 
 
 def examples_per_forward(device: torch.device, bound: int | None = None, weight: int = 1) -> int:

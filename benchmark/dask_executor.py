@@ -105,16 +105,15 @@ class DaskExecutor:
         self.resources = self._cell_resources(gpu)
 
     def _cell_resources(self, gpu: bool) -> dict[str, int] | None:
-        """What each cell asks of a worker: one GPU on a CUDA run, when the cluster's workers advertise GPUs
-        (`dask worker --resources GPU=1`); without such workers cells are placed anywhere, with a notice."""
+        """What each cell asks of a worker: one GPU on a CUDA run. A cluster still scaling up (Slurm jobs
+        queued) may have no GPU worker yet: its cells wait for one, and the run says so."""
         if not gpu:
             return None
         workers = self.client.scheduler_info().get("workers", {}).values()
-        if any(GPU in (w.get("resources") or {}) for w in workers):
-            return {GPU: 1}
-        notice(f"--executor dask on CUDA: no worker of the cluster advertises a {GPU} resource, so cells are placed "
-               f"without one; start GPU workers with `dask worker ... --resources {GPU}=1`")
-        return None
+        if not any(GPU in (w.get("resources") or {}) for w in workers):
+            notice(f"--executor dask on CUDA: no worker of the cluster advertises a {GPU} resource yet; cells wait "
+                   f"for workers started with `dask worker ... --resources {GPU}=1`")
+        return {GPU: 1}
 
     def run(self, kind: str, cells: Iterable[Any], ws: Any, *, on_start: Callable[[Any], None],
             progress: Callable[[str], None] | None = None,

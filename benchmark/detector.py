@@ -79,10 +79,10 @@ class Detector(torch.nn.Module):
     def calibrate(self, val_scores: torch.Tensor) -> None:
         """tau = 0.9 quantile of normal validation scores; temperature = their IQR."""
         s = val_scores.detach().double()
-        q25, q50, q75, q90 = torch.quantile(s, torch.tensor([0.25, 0.5, 0.75, 0.9], dtype=s.dtype))
+        q25, q50, q75, q90 = torch.quantile(s, torch.tensor([0.25, 0.5, 0.75, 0.9], dtype=s.dtype, device=s.device))
         self.tau = q90.float().to(self.tau.device)
         iqr = float(q75 - q25)
-        # one validation clip has no spread at all (its std is NaN, and max(nan, 1e-6) is NaN): the floor then
+        # one validation clip has no spread at all (its std is NaN, and max(nan, 1e-6) is NaN): it takes the floor
         spread = float(s.std()) if len(s) > 1 else 0.0
         self.temperature = torch.tensor(iqr if iqr > 0 else max(spread, 1e-6)).to(self.tau.device)
         self.normal_median_score = q50.float().to(self.tau.device)

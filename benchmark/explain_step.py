@@ -60,8 +60,8 @@ def prepare_explainer(cell: EvaluateCell, ws: Workspace, detector: Detector,
     """The cell's explainer bound to the device, trained (or loaded) where it learns; its fit log; and the
     interpreter checkpoint it trained, for the driver to store (an unreadable stored one is trained anew)."""
     explainer = registry("explainer").make(cell.explainer.name, **cell.explainer.params)
+    explainer.forward_bound = ws.forward_bound  # before bind: an explainer may size its chunks there
     explainer.bind(spec, ws.device)
-    explainer.forward_bound = ws.forward_bound
     log: dict[str, Any] = {}
     files: dict[str, bytes] = {}
     if explainer.trains:

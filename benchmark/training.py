@@ -12,11 +12,10 @@ from .compute import autocast
 from .detector import Budget, batched_scores
 from .errors import CellFailure
 from .executors import Outcome
+from .holdout import held_out_split
 from .registry import registry
 from .store import DONE, checkpoint_bytes
 from .workspace import Workspace, group_index, seed_everything
-
-VALIDATION_FRACTION = 0.1
 
 
 def clip_rows(table, rows_idx, *, dataset: str, detector: str, seed: int, explainer: str) -> list[dict[str, Any]]:
@@ -31,12 +30,12 @@ def clip_rows(table, rows_idx, *, dataset: str, detector: str, seed: int, explai
 
 
 def training_passes(epochs: int, n_fit: int, n_val: int, n_test: int) -> dict[str, int]:
-    """Detector passes a train cell runs, counted from its loop: every epoch a forward and backward pass of each
-    training clip and a forward pass of each validation clip; then the validation clips scored for calibration
-    and the test clips for the detection table (a detector that builds a memory bank or a template from the
-    training clips adds about one more forward per training clip, not counted here)."""
-    return {"train_forward": epochs * (n_fit + n_val), "train_backward": epochs * n_fit,
-            "score_forward": n_val + n_test}
+    """Detector passes a train cell runs in all (totals, where an evaluate cell's are per explained clip), counted
+    from its loop: every epoch a forward and backward pass of each training clip and a forward pass of each
+    validation clip, then the validation clips scored for calibration and the test clips for the detection
+    table (a detector that builds a memory bank or a template from the training clips adds about one more
+    forward per training clip, not counted here)."""
+    return {"passes_forward": epochs * (n_fit + n_val) + n_val + n_test, "passes_backward": epochs * n_fit}
 
 
 def run_train_cell(cell: TrainCell, ws: Workspace, progress: Callable[[str], None] | None = None):
@@ -48,9 +47,7 @@ def run_train_cell(cell: TrainCell, ws: Workspace, progress: Callable[[str], Non
         raise CellFailure(f"dataset {cell.dataset.label} has {len(normal)} normal training clips; need at least 2")
     groups, classes = group_index(normal.meta)
     seed_everything(cell.seed)
-    order = torch.randperm(len(normal), generator=torch.Generator().manual_seed(cell.seed))
-    n_val = max(1, int(round(VALIDATION_FRACTION * len(normal))))
-    val_idx, fit_idx = order[:n_val].sort().values, order[n_val:].sort().values
+    fit_idx, val_idx = held_out_split(len(normal), cell.seed)
     budget = cell.detector.budget or Budget()
     det = registry("detector").make(cell.detector.name, **cell.detector.params).to(ws.device)
     grid = tuple(normal.x.shape[-2:])

@@ -100,6 +100,17 @@ class Probe(Explainer):
         return Explanation(attribution=(batch.x[:, 0] @ torch.eye(batch.x.shape[-1], device=batch.x.device)).abs())
 
 
+# the dtype of the attribution each `test-dtype` metric call received in this process
+METRIC_DTYPES: list[str] = []
+
+
+@metrics.register("test-dtype", summary="engine tests: records the dtype of the map a metric receives", version=1,
+                  family="other", higher_is_better=True)
+def map_dtype(ctx: MetricContext) -> MetricResult:
+    METRIC_DTYPES.append(str(ctx.explanation.attribution.dtype))
+    return MetricResult(values={"": ctx.explanation.attribution.flatten(1).mean(1).double()})
+
+
 @explainers.register("test-exits", summary="engine tests: a plugin that calls sys.exit", version=1)
 class Exits(Explainer):
     def explain(self, detector, batch, *, generator):

@@ -79,10 +79,10 @@ def test_a_cuda_run_places_cells_on_workers_holding_a_gpu(tmp_path, capsys):
     finally:
         executor.close()
     plain = LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
-    try:  # an existing cluster without GPU workers: cells are placed anyway, and the run says why
+    try:  # an existing cluster without GPU workers yet (Slurm jobs queued): cells wait for one, and the run says so
         executor = DaskExecutor(scheduler=plain.scheduler_address, threads=1, gpu=True)
-        assert executor.resources is None
-        assert "no worker of the cluster advertises a GPU resource" in capsys.readouterr().err
+        assert executor.resources == {"GPU": 1}
+        assert "no worker of the cluster advertises a GPU resource yet" in capsys.readouterr().err
         executor.close()
     finally:
         plain.close()

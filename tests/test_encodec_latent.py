@@ -18,7 +18,6 @@ from adapters.explainers._codec import (
     OFFICIAL_CHECKPOINT,
     LatentSynthesis,
     codec_quality,
-    held_out_split,
     pretrained_codec,
     rms,
     small_codec,
@@ -29,7 +28,8 @@ from benchmark.dataset import ClipTable
 from benchmark.detector import Budget, Detector
 from benchmark.errors import BenchmarkError
 from benchmark.features import LogMel, preset
-from benchmark.metrics.synthesis import THRESHOLD_QUANTILE
+from benchmark.holdout import held_out_split
+from benchmark.metrics.synthesis import normal_share
 from benchmark.store import Store
 from benchmark.suites import PluginConfig
 from benchmark.training import run_train_cell
@@ -184,11 +184,14 @@ def test_codec_threshold_is_the_quantile_rule_on_decoded_held_out_normals(settin
     held = machine_clips(20, seed=0)[held_rows]
     with torch.no_grad():
         scores = det.score(LogMel(SPEC)(explainer._synthesis(N).reconstruct(held)))
-    want = float(np.quantile(scores.double().numpy(), THRESHOLD_QUANTILE))
+        own = det.score(LogMel(SPEC)(held))
+    share = normal_share(own, det.eer_threshold)  # the EER decision's share of normals called normal
+    want = float(np.quantile(scores.double().numpy(), share))
     expl = explain(explainer, det, batch)
     assert expl.extra["codec_threshold"].shape == (3,)
     assert torch.allclose(expl.extra["codec_threshold"], torch.full((3,), want), rtol=1e-5)
-    assert expl.forward_passes == pytest.approx(4 + 2 / 3)  # IG steps + the 2 calibration clips over 3 clips
+    # IG steps + the 2 calibration clips, decoded and as they are, over 3 clips
+    assert expl.forward_passes == pytest.approx(4 + 2 * 2 / 3)
     assert expl.extra["codec_floor_met"].tolist() == [float(explainer.quality["floor_met"])] * 3
     # what it corrects: at the detector's own threshold these decoded normals read anomalous
     assert (det.decision(scores) == 1).all()
@@ -282,3 +285,24 @@ def test_features_only_data_is_refused_with_the_reason(setting) -> None:
     table.waveform = None
     with pytest.raises(BenchmarkError, match="waveforms"):
         make_explainer().fit(det, table, seed=0, budget=Budget(epochs=1))
+
+
+def test_the_codec_and_its_threshold_do_not_follow_the_runs_precision(setting) -> None:
+    """The codec is shared by every detector and run, so a bf16 run trains and calibrates it in float32 (its key
+    does not hold the precision); only the IG passes of `explain` follow the precision, and the threshold, the
+    latent and the reconstruction the metrics compare against stay float32."""
+    explainer, _, det, batch = setting
+    train = table_of(machine_clips(20, seed=0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.manual_seed(0)
+        bf16 = make_explainer()
+        bf16.fit(det, train, seed=0, budget=Budget(epochs=2, patience=5, batch_size=8))
+        expl = explain(bf16, det, batch)
+    state, reference = bf16.state_dict(), explainer.state_dict()
+    assert all(torch.equal(state["codec"][k], reference["codec"][k]) for k in reference["codec"])
+    assert torch.equal(state["calibration_x"], reference["calibration_x"]) and state["calibration_x"].dtype == torch.float32
+    plain = explain(explainer, det, batch)
+    assert torch.equal(expl.extra["codec_threshold"], plain.extra["codec_threshold"])
+    assert torch.equal(expl.extra["latent"], plain.extra["latent"])
+    assert expl.extra["codec_reconstruction"].dtype == torch.float32
+    assert torch.equal(expl.extra["codec_reconstruction"], plain.extra["codec_reconstruction"])

@@ -422,7 +422,7 @@ def test_a_saturated_synthesis_sweep_is_left_out_with_its_reason():
                           "agreement[21].mean": [1.0, 0.5], "drop[21].mean": [0.0, 0.4],
                           "agreement_random[100].mean": [1.0, 1.0], "agreement_random[0].mean": [0.5, 0.25]})
     saturated = saturated_sweeps(board)
-    assert list(zip(saturated.detector, saturated.sweep)) == [("ae", "agreement")]
+    assert list(zip(saturated.detector, saturated.sweep, strict=True)) == [("ae", "agreement")]
     table = without_saturated(board, saturated).set_index("detector")
     assert np.isnan(table.loc["ae", "agreement[21].mean"]) and np.isnan(table.loc["ae", "drop[21].mean"])
     assert table.loc["ae", "agreement.saturated"].startswith("saturated sweep: agreement 1.00")

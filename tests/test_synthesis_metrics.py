@@ -16,13 +16,13 @@ from benchmark.metrics.context import MetricContext
 from benchmark.metrics.synthesis import (
     INPUT_IG_STEPS,
     KEEP_PERCENT,
-    THRESHOLD_QUANTILE,
     calibrated_threshold,
     fill_unselected,
     input_ig_attribution,
     keep_mask,
     keep_masks,
     logmel_l1,
+    normal_share,
     si_sdr,
     sweep_saturated,
     synthesis_agreement,
@@ -78,14 +78,18 @@ def test_agreement_and_drop_on_hand_made_decisions() -> None:
     assert synthesis_drop(kept, reference).tolist() == [[0.0, 0.0, 0.0], [0.0, 1.0, 1.0]]
 
 
-def test_calibrated_threshold_is_the_detectors_own_quantile_rule() -> None:
+def test_calibrated_threshold_decides_the_given_share_of_normals_normal() -> None:
     scores = torch.randn(37, generator=torch.Generator().manual_seed(6)) * 3 + 10
-    threshold = calibrated_threshold(scores)
-    assert float(threshold) == pytest.approx(float(np.quantile(scores.double().numpy(), THRESHOLD_QUANTILE)))
+    threshold = calibrated_threshold(scores, 0.9)
+    assert float(threshold) == pytest.approx(float(np.quantile(scores.double().numpy(), 0.9)))
     det = Detector()
-    det.calibrate(scores)  # tau: the detector's threshold from its own held-out normal scores
+    det.calibrate(scores)  # tau: the 0.9 quantile of the detector's own held-out normal scores
     assert float(threshold) == pytest.approx(float(det.tau))
     assert float((scores >= threshold).double().mean()) == pytest.approx(4 / 37)  # 10 % of 37, ties at the top
+    # the share a threshold calls normal, and back: the codec threshold copies the EER decision's operating point
+    assert normal_share(scores, threshold) == pytest.approx(33 / 37)
+    assert normal_share(scores, calibrated_threshold(scores, normal_share(scores, 11.0))) == \
+        pytest.approx(normal_share(scores, 11.0), abs=1 / 37)
 
 
 def test_sweep_saturated_says_why_only_when_both_ends_agree() -> None:
@@ -279,7 +283,10 @@ def test_a_codec_that_shifts_every_score_no_longer_saturates_the_sweep() -> None
     with torch.no_grad():
         decoded_normal_scores = det.score(logmel(loud_codec.decode(normals)))
     assert (det.decision(decoded_normal_scores) == 1).all()  # the defect: decoded normals read anomalous
-    set_codec_threshold(ctx, calibrated_threshold(decoded_normal_scores))
+    with torch.no_grad():  # the clips as they are: every quiet normal reads normal at the EER threshold
+        own_normal_scores = det.score(logmel(ToneDecoder().decode(normals)))
+    set_codec_threshold(ctx, calibrated_threshold(decoded_normal_scores,
+                                                  normal_share(own_normal_scores, det.eer_threshold)))
     for selection in ("", "_random"):
         agreement, drop = metric("agreement" + selection, ctx), metric("drop" + selection, ctx)
         assert agreement["100"] == [1.0, 1.0] and agreement["0"] == [0.0, 1.0]

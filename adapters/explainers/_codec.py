@@ -31,7 +31,6 @@ from benchmark.detector import Budget, EarlyStopping
 from benchmark.errors import BenchmarkError
 from benchmark.features import LogMel
 from benchmark.metrics.synthesis import logmel_l1, si_sdr
-from benchmark.training import VALIDATION_FRACTION
 
 CODEC_RATE = 24_000
 LATENT_DIM = 128
@@ -177,18 +176,6 @@ def codec_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     terms) + the multi-resolution STFT loss: EnCodec's reconstruction terms, without its adversary."""
     waveform_l1 = (estimate - target).abs().mean() / target.abs().mean().clamp_min(1e-8)
     return WAVEFORM_WEIGHT * waveform_l1 + multi_resolution_stft_loss(estimate, target)
-
-
-def held_out_split(n_clips: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows `(fit, held_out)` of `n_clips` normal training clips: held out are the clips the train cell of
-    `seed` holds out from its detector for calibration (`benchmark.training.run_train_cell`: a seeded
-    `VALIDATION_FRACTION`, at least one), so neither the codec nor the detector has seen them. A single clip
-    serves both."""
-    if n_clips < 2:
-        return torch.arange(n_clips), torch.arange(n_clips)
-    order = torch.randperm(n_clips, generator=torch.Generator().manual_seed(seed))
-    n_val = max(1, int(round(VALIDATION_FRACTION * n_clips)))
-    return order[n_val:].sort().values, order[:n_val].sort().values
 
 
 def blind_logmel_l1(x: torch.Tensor, band_mean: torch.Tensor) -> torch.Tensor:

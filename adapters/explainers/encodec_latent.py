@@ -15,10 +15,13 @@ Decisions in the codec's domain: a detector judges what it reads, and a decoded 
 synthetic planer: the 0.9 quantile of dense_ae's scores of decoded normals is twice its EER threshold), so at
 the detector's own threshold every decoded input, the decoded normal ones included, read anomalous and the
 synthesis sweep saturated. The codec is trained once per dataset and seed without the detector, so `fit`
-decodes the normals the train cell holds out from the detector (`held_out_split`) and keeps their log-mels;
-`explain` scores them with the detector at hand and sets `codec_threshold` by the rule of the detector's own
-calibration (`Detector.calibrate`: the 0.9 quantile of held-out normal scores), so a decoded normal reads
-normal at that rate. The synthesis metrics decide every decoded input at it.
+decodes a seeded subset of the normals the train cell holds out from the detector (`held_out_split`) and keeps
+their log-mels, decoded and as they are; `explain` scores both with the detector at hand and sets
+`codec_threshold` at the detector's own operating point: the share of those normals its EER decision calls
+normal is the share of their decoded copies the codec threshold calls normal. The synthesis metrics decide
+every decoded input at it, as the input-IG baseline and the clip itself are decided at the EER threshold.
+The codec, its latent, the decoded parts and the threshold stay in float32 whatever the run's precision (the
+codec is shared by every detector and run; only the IG passes follow `--precision`).
 
 Map on the canonical grid: the mel energy of the decoded kept part relative to the codec reconstruction,
 clipped to [0, 1] (the L-MAC convention of §6.1, so both listenable explainers map alike). The left-out
@@ -32,12 +35,14 @@ from typing import Any
 
 import torch
 
+from benchmark.compute import examples_per_forward, full_precision
 from benchmark.dataset import ClipTable
 from benchmark.detector import Budget, Detector
 from benchmark.errors import BenchmarkError
 from benchmark.explainer import Explainer
 from benchmark.features import LogMel
-from benchmark.metrics.synthesis import calibrated_threshold, keep_mask
+from benchmark.holdout import held_out_split
+from benchmark.metrics.synthesis import calibrated_threshold, keep_mask, normal_share
 from benchmark.registry import explainers
 from benchmark.types import Batch, Explanation
 
@@ -48,7 +53,6 @@ from ._codec import (
     LatentCodec,
     LatentSynthesis,
     codec_quality,
-    held_out_split,
     pretrained_codec,
     rms,
     small_codec,
@@ -107,7 +111,9 @@ class EncodecLatent(Explainer):
         self.codec: LatentCodec | None = pretrained_codec(pretrained) if pretrained else None
         self.noise_rms: float | None = None
         self.quality: dict[str, Any] = {}
-        self.calibration_x: torch.Tensor | None = None  # log-mels of the decoded held-out normals [M, 1, F, T]
+        # the held-out normals' log-mels, decoded by the codec and as they are: [M, 1, F, T] each
+        self.calibration_x: torch.Tensor | None = None
+        self.held_x: torch.Tensor | None = None
 
     def bind(self, spec, device: torch.device) -> None:
         super().bind(spec, device)
@@ -127,20 +133,25 @@ class EncodecLatent(Explainer):
         band_mean = train.x[fit_rows].mean(dim=(0, 3), keepdim=True).to(self.device)
         self.noise_rms = float(rms(train.waveform).median()) * 10 ** (self.noise_db / 20)
         logmel = LogMel(self.spec).to(self.device)
-        if self.codec is None:
-            torch.manual_seed(seed)
-            self.codec = small_codec(self.n_filters, self.lstm).to(self.device)
-            self.codec.input_gain.fill_(INPUT_RMS / float(rms(fit).median()))  # why: the note in _codec
-            log = {"codec": "trained", **train_codec(self.codec, fit, val, logmel, seed=seed, budget=budget,
-                                                      band_mean=band_mean, floor_ratio=self.floor_ratio)}
-        else:
-            log = {"codec": "pretrained"}
-        self.codec.eval().requires_grad_(False)
-        held = val[:CALIBRATION_CLIPS].to(self.device)
-        recon = self._synthesis(held.shape[1]).reconstruct(held)
-        with torch.no_grad():
-            self.calibration_x = logmel(recon).float()
-        self.quality = codec_quality(recon, held, logmel, band_mean, self.floor_ratio)
+        # a seeded subset of the held-out clips (they come in row order, often grouped by machine and section)
+        calibration = torch.randperm(len(held_rows), generator=torch.Generator().manual_seed(seed))
+        calibration = calibration[:CALIBRATION_CLIPS].sort().values
+        with full_precision(self.device):
+            if self.codec is None:
+                torch.manual_seed(seed)
+                self.codec = small_codec(self.n_filters, self.lstm).to(self.device)
+                self.codec.input_gain.fill_(INPUT_RMS / float(rms(fit).median()))  # why: the note in _codec
+                log = {"codec": "trained", **train_codec(self.codec, fit, val, logmel, seed=seed, budget=budget,
+                                                          band_mean=band_mean, floor_ratio=self.floor_ratio)}
+            else:
+                log = {"codec": "pretrained"}
+            self.codec.eval().requires_grad_(False)
+            held = val[calibration].to(self.device)
+            recon = self._synthesis(held.shape[1]).reconstruct(held)
+            with torch.no_grad():
+                self.calibration_x = logmel(recon).float()
+            self.held_x = train.x[held_rows[calibration]].to(self.device).float()
+            self.quality = codec_quality(recon, held, logmel, band_mean, self.floor_ratio)
         log.update(codec_params=sum(p.numel() for p in self.codec.parameters()), noise_rms=self.noise_rms,
                    **{f"val_{k}": v for k, v in self.quality.items()})
         return log
@@ -148,7 +159,7 @@ class EncodecLatent(Explainer):
     def state_dict(self) -> dict[str, Any]:
         weights = None if self.pretrained else self.codec.state_dict()
         return {"codec": weights, "noise_rms": self.noise_rms, "quality": self.quality,
-                "calibration_x": self.calibration_x.cpu()}
+                "calibration_x": self.calibration_x.cpu(), "held_x": self.held_x.cpu()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["codec"] is not None:
@@ -156,7 +167,7 @@ class EncodecLatent(Explainer):
             self.codec.load_state_dict(state["codec"])
             self.codec.to(self.device).eval().requires_grad_(False)
         self.noise_rms, self.quality = state["noise_rms"], state["quality"]
-        self.calibration_x = state["calibration_x"].to(self.device)
+        self.calibration_x, self.held_x = state["calibration_x"].to(self.device), state["held_x"].to(self.device)
 
     # --- explaining ----------------------------------------------------------------------------------
     def _synthesis(self, n_samples: int) -> LatentSynthesis:
@@ -170,34 +181,42 @@ class EncodecLatent(Explainer):
         w = batch.waveform
         synthesis = self._synthesis(w.shape[1])
         logmel = LogMel(self.spec).to(w.device)
-        with torch.no_grad():
+        # the latent, the decoded parts and the threshold in float32 whatever the run's precision: the synthesis
+        # metrics decode and decide in float32, and keep 100 % must give back the reconstruction exactly
+        with torch.no_grad(), full_precision(w.device):
             z = torch.cat([synthesis.encode(w[rows]) for rows in clip_slices(len(w), synthesis.examples_per_forward)])
             fill = synthesis.noise_latent(self.noise_rms, w.device).expand_as(z)
+            threshold = self._codec_threshold(detector)
         base = fill if self.baseline == "noise" else torch.zeros_like(z)
-        attribution = self._latent_attribution(detector, synthesis, logmel, z, base)
+        attribution = self._latent_attribution(detector, synthesis, logmel, z, base).float()
         kept = keep_mask(attribution, self.keep)
-        decoded = self._decode(synthesis, torch.stack([z, torch.where(kept, z, fill), torch.where(kept, fill, z),
-                                                       torch.where(kept, z, base)]))
+        with full_precision(w.device):
+            decoded = self._decode(synthesis, torch.stack([z, torch.where(kept, z, fill), torch.where(kept, fill, z),
+                                                           torch.where(kept, z, base)]))
         recon, audio, masked_out, kept_part = decoded
         per_clip = lambda value: torch.full((len(w),), float(value), device=w.device)  # noqa: E731
         return Explanation(attribution=retained_energy(logmel, kept_part, recon), audio=audio,
-                           # the calibration clips' detector passes are spread over this batch's clips
-                           forward_passes=self.n_steps + len(self.calibration_x) / len(w),
+                           # the calibration clips' detector passes (decoded and as they are) spread over the batch
+                           forward_passes=self.n_steps + 2 * len(self.calibration_x) / len(w),
                            backward_passes=float(self.n_steps),
                            extra={"latent": z, "latent_attribution": attribution, "latent_fill": fill,
                                   "codec_reconstruction": recon, "synthesis": synthesis,
                                   "audio_masked_out": masked_out,
-                                  "codec_threshold": per_clip(self._codec_threshold(detector)),
+                                  "codec_threshold": per_clip(threshold),
                                   "codec_floor_met": per_clip(self.quality["floor_met"])})
 
     def _codec_threshold(self, detector: Detector) -> torch.Tensor:
-        """The detector's threshold in the codec's domain, from its scores of the decoded held-out normals: a
-        scalar. Computed per call, not cached: the sanity metrics re-explain with detectors randomised in place."""
-        x = self.calibration_x
-        with torch.no_grad():
-            scores = torch.cat([detector.score(x[rows]).float()
-                                for rows in clip_slices(len(x), self.examples_per_forward(self.device))])
-        return calibrated_threshold(scores)
+        """The detector's threshold in the codec's domain, a scalar: at the detector's own operating point. The
+        share of the held-out normals that its EER decision calls normal is the share of their decoded copies
+        the codec threshold calls normal (the quantile of their scores), so the sweep decides decoded inputs as
+        the input-IG baseline and the clip itself are decided. Computed per call, not cached: the sanity
+        metrics re-explain with detectors randomised in place."""
+        per_forward = examples_per_forward(self.device, self.forward_bound)  # plain passes, no gradient
+
+        def scores(x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([detector.score(x[rows]).float() for rows in clip_slices(len(x), per_forward)])
+        return calibrated_threshold(scores(self.calibration_x), normal_share(scores(self.held_x),
+                                                                               detector.eer_threshold))
 
     def _latent_attribution(self, detector: Detector, synthesis: LatentSynthesis, logmel: LogMel, z: torch.Tensor,
                             base: torch.Tensor) -> torch.Tensor:

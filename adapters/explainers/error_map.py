@@ -12,6 +12,8 @@ from benchmark.types import Batch, Explanation
 @explainers.register("error_map", summary="squared reconstruction error (x̂ − x)² per bin", version=1,
                      needs={"reconstruction"})
 class ErrorMap(Explainer):
+    forward_weight = 1  # forward passes without gradients: the run's whole bound
+
     def explain(self, detector: Detector, batch: Batch, *, generator: torch.Generator) -> Explanation:
         step = self.examples_per_forward(batch.x.device)
         with torch.no_grad():

@@ -17,7 +17,7 @@ from ._captum import baseline_forward_passes, baseline_of, check_baseline, clip_
                      test_params={"n_steps": 4})
 class IntegratedGradientsMap(Explainer):
     """`internal_batch_size` is Captum's name for the examples per forward (it sets
-    `max_examples_per_forward`); by default 16 on a CPU and 512 on a GPU."""
+    `max_examples_per_forward`); by default half the run's forward bound (16 on a CPU, 256 on a GPU)."""
 
     def __init__(self, n_steps: int = 50, method: str = "gausslegendre", baseline: str = "zeros",
                  internal_batch_size: int | None = None, max_examples_per_forward: int | None = None) -> None:

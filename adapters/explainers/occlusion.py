@@ -28,6 +28,8 @@ class OcclusionMap(Explainer):
     i.e. non-overlapping; the last patch on each axis is cropped at the grid's edge). A bin's value
     is the mean of `score(x) − score(x with the patch replaced)` over the patches that cover it."""
 
+    forward_weight = 1  # forward passes without gradients: the run's whole bound
+
     def __init__(self, sliding_window_shapes: tuple[int, int] = (16, 16), strides: tuple[int, int] | None = None,
                  baseline: str = "reference", max_examples_per_forward: int | None = None) -> None:
         super().__init__(max_examples_per_forward)

@@ -100,6 +100,8 @@ class Slime(Explainer):
     for 10-s clips, SoundLIME temporal) maps constant over frequency.
     """
 
+    forward_weight = 1  # forward passes without gradients: the run's whole bound
+
     def __init__(self, segmentation: str = "time_frequency", n_segments: int | tuple[int, int] | None = None,
                  n_samples: int = 1000, target: str = "probability", kernel_width: float = 0.25,
                  alpha: float = 1.0, max_examples_per_forward: int | None = None) -> None:

@@ -48,8 +48,6 @@ from .context import MetricContext, MetricResult
 
 KEEP_PERCENT = (100, 83, 63, 42, 21, 10, 0)
 INPUT_IG_STEPS = 50  # the paper's setting for its input-space baseline
-# `Detector.calibrate`'s rule for its own threshold tau: the share of held-out normals that read normal
-THRESHOLD_QUANTILE = 0.9
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -100,10 +98,15 @@ def waveform_scores(logmel: LogMel, score: ScoreFn, waveforms: torch.Tensor,
         return torch.cat([score(logmel(waveforms[i:i + chunk])) for i in range(0, len(waveforms), chunk)])
 
 
-def calibrated_threshold(normal_scores: torch.Tensor) -> torch.Tensor:
-    """The decision threshold from the scores of held-out normal inputs (decoded by the codec): their
-    `THRESHOLD_QUANTILE` quantile, so that share of them reads normal: `[M] -> []`."""
-    return torch.quantile(normal_scores.double(), THRESHOLD_QUANTILE).to(normal_scores.dtype)
+def normal_share(normal_scores: torch.Tensor, threshold: torch.Tensor | float) -> float:
+    """The share of held-out normal inputs a threshold decides normal (score below it): `[M] -> float`."""
+    return float((normal_scores < threshold).double().mean())
+
+
+def calibrated_threshold(normal_scores: torch.Tensor, share: float) -> torch.Tensor:
+    """The decision threshold that decides the given `share` of held-out normal inputs (decoded by the codec)
+    normal: the `share` quantile of their scores, `[M] -> []`."""
+    return torch.quantile(normal_scores.double(), share).to(normal_scores.dtype)
 
 
 def threshold_decisions(scores: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
@@ -307,6 +310,6 @@ def codec_logmel_l1_metric(ctx: MetricContext) -> MetricResult:
 
 @metrics.register("codec_floor_met", summary="1 where the codec reached its stated reconstruction floor (log-mel L1 "
                   "of the held-out normals), else 0: synthesis values of a codec short of it carry the fact",
-                  version=1, needs=LATENT_NEEDS, family="synthesis", higher_is_better=True)
+                  version=1, needs=LATENT_NEEDS, family="synthesis", higher_is_better=True, ranked=False)
 def codec_floor_met_metric(ctx: MetricContext) -> MetricResult:
     return MetricResult(values={"": ctx.explanation.extra["codec_floor_met"].double()})
