@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{DEFAULT_LEADERBOARDS}; the committed tables are `--leaderboards leaderboards`)")
     p.add_argument("--data-root", help="folder of a real dataset (dcase, woodplaner) for the suite's loaders")
     p.add_argument("--estimate", action="store_true", help="print the suite's estimated cost and exit")
+    p.add_argument("--gpu-tflops", type=float, metavar="R",
+                   help="sustained TFLOP/s a GPU gives the detectors, for the estimate's GPU-hours (default "
+                        "20: an assumption; tools/gpu_check.sh measures yours)")
     p.add_argument("--yes", action="store_true",
                    help=f"run even when a CPU run is estimated above {CPU_HOURS_WITHOUT_YES:g} hours")
     p.add_argument("--progress", choices=["auto", "bars", "lines", "off"], default="auto",
@@ -217,10 +220,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _announce(args: argparse.Namespace, suite, device) -> dict[str, float] | None:
     """Print what the run will cost and where it runs; None when it must not start (`--estimate`, or a long CPU
     run without `--yes`). Returns each cell's estimated seconds for the ETA."""
-    from .estimate import estimate_suite
+    from .estimate import DEFAULT_GPU_TFLOPS, estimate_suite
     from .store import DONE, SKIPPED, Store
 
-    est = estimate_suite(suite)
+    if args.gpu_tflops is not None and not args.gpu_tflops > 0:
+        raise BenchmarkError(f"--gpu-tflops {args.gpu_tflops}: give the GPU's sustained rate in TFLOP/s (> 0)")
+    est = estimate_suite(suite, gpu_tflops=args.gpu_tflops or DEFAULT_GPU_TFLOPS)
     todo = est.seconds
     if Path(args.out).is_dir():  # cells already in the store cost nothing
         store = Store(args.out)

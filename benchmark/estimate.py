@@ -12,7 +12,17 @@ training clip budget; an interpreter shared by several cells (the codec learns w
 priced once. Plugins absent from the reference are priced at the median rate of their kind, and the
 estimate says so. The run uses these prices to print the suite's cost before it starts and to weight its ETA.
 
-`python -m benchmark.estimate COST_CSV SUITE` rewrites the reference from a cost.csv and the suite it ran.
+GPU-hours come from FLOPs, not from these rates: each detector's FLOPs per time-frequency bin of a forward
+pass, an input-gradient pass and a training step (`benchmark.flops`, counted on the reference run's trained
+detectors) times the passes each cell runs: training from its loop (`training.training_passes`), evaluation
+from the measured passes per clip of each (detector, explainer) pair (explainer, metrics and the shared
+scoring pass), interpreter training as one forward and input-gradient pass per training clip and epoch. The
+FLOPs divided by a sustained rate (`--gpu-tflops`, an assumption the user states: measure yours with
+`tools/gpu_check.sh`) give the GPU-hours. Not counted: the interpreters' own networks, the EnCodec codec,
+element-wise work, and an AST+kNN bank larger than the reference run's.
+
+`python -m benchmark.estimate COST_CSV SUITE [RUNS]` rewrites the reference from a cost.csv and the suite it ran
+(and, given the run's store, the FLOPs of its detectors).
 """
 from __future__ import annotations
 
@@ -32,6 +42,9 @@ WORK_PARAMS = ("n_samples", "nt_samples", "n_steps")
 VALIDATION_SHARE = 0.1  # of an interpreter's training clips, held out (see `_interpreter`, `_codec`)
 # fallback when a dataset cannot count its clips without reading them (data on disk)
 DEFAULT_COUNTS = {"train": 1000, "test": 200, "test_anomalous": 100, "frames": 313}
+# sustained FLOP/s assumed for GPU-hours unless `--gpu-tflops` says otherwise: about a third of an H100's fp32
+# peak (67 TFLOP/s); small batches of small models sit well below a GPU's peak. An assumption, not a measurement.
+DEFAULT_GPU_TFLOPS = 20.0
 
 
 @dataclass
@@ -39,15 +52,25 @@ class Estimate:
     seconds: dict[str, float] = field(default_factory=dict)  # cell key -> expected seconds
     by_kind: dict[str, float] = field(default_factory=dict)  # "train" / "evaluate" -> seconds
     unpriced: set[str] = field(default_factory=set)  # plugins priced at the median rate
+    flops: dict[str, float] = field(default_factory=dict)  # cell key -> FLOPs of its detector passes
+    gpu_tflops: float = DEFAULT_GPU_TFLOPS
 
     @property
     def total_s(self) -> float:
         return sum(self.seconds.values())
 
+    @property
+    def gpu_hours(self) -> float:
+        return sum(self.flops.values()) / (self.gpu_tflops * 1e12) / 3600
+
     def summary(self, device: str) -> str:
         parts = ", ".join(f"{k} {_duration(v)}" for k, v in self.by_kind.items())
         line = (f"estimated {_hours(self.total_s)} CPU-hours on 2 cores ({parts}; training at its epoch caps), "
                 f"running on {device}")
+        if self.flops:
+            line += (f"; on a GPU at least {self.gpu_hours:.3g} GPU-hours ({sum(self.flops.values()) / 1e15:.3g} PFLOP "
+                     f"of detector passes at {self.gpu_tflops:g} TFLOP/s sustained, --gpu-tflops; the interpreters' "
+                     f"and the codec's own networks not counted)")
         if self.unpriced:
             line += f"; no measured rate for {', '.join(sorted(self.unpriced))} (priced at the median)"
         return line
@@ -73,7 +96,9 @@ def dataset_counts(config) -> dict[str, int]:
     from .variants import variant_spec
     out = dict(_base_counts(config.name, json.dumps(config.params, sort_keys=True, default=str)))
     spec = out.pop("spec")
-    out["frames"] = int(variant_spec(spec, dict(config.variant)).n_frames)
+    spec = variant_spec(spec, dict(config.variant))
+    out["frames"] = int(spec.n_frames)
+    out["bins"] = int(spec.n_frames) * int(spec.n_mels)
     return out
 
 
@@ -89,24 +114,35 @@ def _base_counts(name: str, params: str) -> dict:
     return out
 
 
-def estimate_suite(suite: Suite, ref: dict[str, Any] | None = None) -> Estimate:
+def estimate_suite(suite: Suite, ref: dict[str, Any] | None = None,
+                   gpu_tflops: float = DEFAULT_GPU_TFLOPS) -> Estimate:
     ref = ref or reference()
     trains, evals = expand(suite)
     counts = {ds.label: dataset_counts(ds) for ds in suite.datasets}
-    est = Estimate()
+    est = Estimate(gpu_tflops=gpu_tflops)
+    flops = ref.get("flops")  # None: a reference without FLOPs gives no GPU figure
     for cell in trains:
-        est.seconds[cell.key] = _train_seconds(cell, counts[cell.dataset.label], ref, est.unpriced)
+        n = counts[cell.dataset.label]
+        est.seconds[cell.key] = _train_seconds(cell, n, ref, est.unpriced)
         est.by_kind["train"] = est.by_kind.get("train", 0.0) + est.seconds[cell.key]
+        if flops:
+            est.flops[cell.key] = _train_flops(cell, n, flops, est.unpriced)
     fitted: set[str] = set()
     for cell in evals:
         n = counts[cell.train.dataset.label]
         seconds = _evaluate_seconds(cell, n, ref, est.unpriced)
+        if flops:
+            est.flops[cell.key] = _evaluate_flops(cell, n, ref, est.unpriced)
         est.by_kind["evaluate"] = est.by_kind.get("evaluate", 0.0) + seconds
         if cell.explainer.plugin.factory.trains and cell.interpreter_key not in fitted:
             fitted.add(cell.interpreter_key)  # the first cell of an interpreter trains it
             fit = _fit_seconds(cell, n, ref, est.unpriced)
             est.by_kind["interpreter training"] = est.by_kind.get("interpreter training", 0.0) + fit
             seconds += fit
+            if flops:
+                per_pass = _detector_flops(flops, cell.train.detector.name, est.unpriced)
+                est.flops[cell.key] += (_fit_clip_epochs(cell, n) * n["bins"]
+                                        * (per_pass["forward"] + per_pass["backward_input"]))
         est.seconds[cell.key] = seconds
     return est
 
@@ -132,28 +168,73 @@ def _train_seconds(cell: TrainCell, n: dict[str, int], ref: dict[str, Any], unpr
     return rate * epochs * n["train"] * n["frames"]
 
 
-def _evaluate_seconds(cell: EvaluateCell, n: dict[str, int], ref: dict[str, Any], unpriced: set[str]) -> float:
-    ex = cell.explainer.name
-    rate = _rate(ref["evaluate"], cell.train.detector.name, ex, unpriced)
+def _work_factor(cell: EvaluateCell, ref: dict[str, Any]) -> float:
+    """How much more work the cell's explainer parameters (samples, steps) ask than the reference run's."""
+    ex, factor = cell.explainer.name, 1.0
     defaults = cell.explainer.plugin.defaults
     for name in WORK_PARAMS:
         ref_value = ref.get("explainer_params", {}).get(ex, {}).get(name, defaults.get(name))
         value = cell.explainer.params.get(name, defaults.get(name))
         if isinstance(value, (int, float)) and isinstance(ref_value, (int, float)) and ref_value > 0:
-            rate *= value / ref_value
+            factor *= value / ref_value
+    return factor
+
+
+def _explained_clips(cell: EvaluateCell, n: dict[str, int]) -> int:
     pool = n["test_anomalous"] if dict(cell.evaluate)["clips"] == "anomalous" else n["test"]
-    clips = min(pool, int(dict(cell.evaluate)["max_clips"]))
-    return rate * clips * n["frames"]
+    return min(pool, int(dict(cell.evaluate)["max_clips"]))
 
 
-def _fit_seconds(cell: EvaluateCell, n: dict[str, int], ref: dict[str, Any], unpriced: set[str]) -> float:
-    """A trained interpreter's training: its budget's epoch cap over its training clips (the clip budget
-    `train_clips` of the normal training clips, less the validation share)."""
-    rate = _rate(ref.get("fit", {}) or {"-/-": 0.0}, cell.train.detector.name, cell.explainer.name, unpriced)
+def _evaluate_seconds(cell: EvaluateCell, n: dict[str, int], ref: dict[str, Any], unpriced: set[str]) -> float:
+    rate = _rate(ref["evaluate"], cell.train.detector.name, cell.explainer.name, unpriced)
+    return rate * _work_factor(cell, ref) * _explained_clips(cell, n) * n["frames"]
+
+
+def _fit_clip_epochs(cell: EvaluateCell, n: dict[str, int]) -> float:
+    """A trained interpreter's training clips times its budget's epoch cap (the clip budget `train_clips` of the
+    normal training clips, less the validation share)."""
     epochs = cell.explainer.budget.epochs if cell.explainer.budget is not None else 100
     budget = cell.explainer.params.get("train_clips", cell.explainer.plugin.defaults.get("train_clips"))
     clips = n["train"] if not isinstance(budget, int) else min(budget, n["train"])
-    return rate * epochs * clips * (1 - VALIDATION_SHARE) * n["frames"]
+    return epochs * clips * (1 - VALIDATION_SHARE)
+
+
+def _fit_seconds(cell: EvaluateCell, n: dict[str, int], ref: dict[str, Any], unpriced: set[str]) -> float:
+    rate = _rate(ref.get("fit", {}) or {"-/-": 0.0}, cell.train.detector.name, cell.explainer.name, unpriced)
+    return rate * _fit_clip_epochs(cell, n) * n["frames"]
+
+
+def _detector_flops(flops: dict[str, dict[str, float]], detector: str, unpriced: set[str]) -> dict[str, float]:
+    """The detector's FLOPs per bin of each pass kind; an unmeasured detector takes the median of each kind."""
+    if detector in flops:
+        return flops[detector]
+    unpriced.add(detector)
+    return {kind: statistics.median(f[kind] for f in flops.values()) for kind in next(iter(flops.values()))}
+
+
+def _train_flops(cell: TrainCell, n: dict[str, int], flops: dict[str, Any], unpriced: set[str]) -> float:
+    from .holdout import held_out_split
+    from .training import training_passes
+    per_pass = _detector_flops(flops, cell.detector.name, unpriced)
+    fit, val = held_out_split(int(n["train"]), 0)
+    epochs = cell.detector.budget.epochs if cell.detector.budget is not None else 1
+    passes = training_passes(epochs, len(fit), len(val), int(n["test"]))
+    return n["bins"] * (passes["passes_forward"] * per_pass["forward"]
+                        + passes["passes_backward"] * per_pass["backward_train"])
+
+
+def _evaluate_flops(cell: EvaluateCell, n: dict[str, int], ref: dict[str, Any], unpriced: set[str]) -> float:
+    """Detector FLOPs of explaining and scoring the cell's clips: the reference run's passes per clip of the
+    (detector, explainer) pair (else the explainer's median over detectors, else every pair's), scaled by the
+    explainer's work parameters."""
+    per_pass = _detector_flops(ref["flops"], cell.train.detector.name, unpriced)
+    passes = ref.get("passes", {})
+    forward = _rate({k: v["forward"] for k, v in passes.items()} or {"-/-": 1.0}, cell.train.detector.name,
+                    cell.explainer.name, unpriced)
+    backward = _rate({k: v["backward"] for k, v in passes.items()} or {"-/-": 0.0}, cell.train.detector.name,
+                     cell.explainer.name, unpriced)
+    return (_work_factor(cell, ref) * _explained_clips(cell, n) * n["bins"]
+            * (forward * per_pass["forward"] + backward * per_pass["backward_input"]))
 
 
 def build_reference(cost_csv: Path, suite: Suite) -> dict[str, Any]:
@@ -182,10 +263,50 @@ def build_reference(cost_csv: Path, suite: Suite) -> dict[str, Any]:
             "evaluate": {k: float(v) for k, v in sorted(rates_eval.items())}}
 
 
+def pass_reference(cost_csv: Path) -> dict[str, dict[str, float]]:
+    """Detector passes per explained clip of each (detector, explainer) pair in a measured cost.csv: the
+    explainer's, the metrics' and the shared scoring pass, averaged over the pair's cells by their clips. Cells
+    that reused a stored explanation (0 explainer passes) are left out, so the figures are a cold run's."""
+    import pandas as pd
+    ev = pd.read_csv(cost_csv)
+    ev = ev[(ev.cell == "evaluate") & (ev.get("explanation", "computed") != "stored")].copy()
+    cols = lambda *names: sum(ev[c].fillna(0.0) if c in ev else 0.0 for c in names)  # noqa: E731
+    ev["forward"] = cols("explainer_forward", "metric_forward", "score_forward") * ev.n_clips
+    ev["backward"] = cols("explainer_backward", "metric_backward") * ev.n_clips
+    sums = ev.groupby(ev.detector + "/" + ev.explainer)[["forward", "backward", "n_clips"]].sum()
+    return {k: {"forward": float(r.forward / r.n_clips), "backward": float(r.backward / r.n_clips)}
+            for k, r in sums.iterrows() if r.n_clips > 0}
+
+
+def flop_reference(store_dir: Path, suite: Suite) -> dict[str, dict[str, float]]:
+    """Each detector's FLOPs per bin (`benchmark.flops.pass_flops`) on one test clip, averaged over the
+    datasets the run trained it on (seed 0's checkpoints, else the first seed's)."""
+    import torch
+
+    from .flops import pass_flops
+    from .store import Store
+    from .workspace import Workspace
+    ws = Workspace(Store(store_dir), torch.device("cpu"))
+    trains, _ = expand(suite)
+    first_seed = min(c.seed for c in trains)
+    found: dict[str, list[dict[str, float]]] = {}
+    for cell in trains:
+        if cell.seed == first_seed and ws.store.load_checkpoint(cell.key, ws.device) is not None:
+            det = ws.detector(cell.key, cell.detector)
+            found.setdefault(cell.detector.name, []).append(pass_flops(det, ws.table(cell.dataset, "test").x[:1]))
+    return {name: {kind: float(statistics.fmean(f[kind] for f in runs)) for kind in runs[0]}
+            for name, runs in sorted(found.items())}
+
+
 if __name__ == "__main__":
     import sys
 
     from .suites import load_suite
-    data = build_reference(Path(sys.argv[1]), load_suite(sys.argv[2]))
+    suite = load_suite(sys.argv[2])
+    data = build_reference(Path(sys.argv[1]), suite)
+    data["passes"] = pass_reference(Path(sys.argv[1]))
+    if len(sys.argv) > 3:
+        data["flops"] = flop_reference(Path(sys.argv[3]), suite)
+        data["flops_source"] = f"benchmark.flops.pass_flops on the trained detectors of {sys.argv[3]}"
     REFERENCE_FILE.write_text(json.dumps(data, indent=1) + "\n")
     print(REFERENCE_FILE)

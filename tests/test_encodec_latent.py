@@ -300,7 +300,8 @@ def test_the_codec_and_its_threshold_do_not_follow_the_runs_precision(setting) -
         expl = explain(bf16, det, batch)
     state, reference = bf16.state_dict(), explainer.state_dict()
     assert all(torch.equal(state["codec"][k], reference["codec"][k]) for k in reference["codec"])
-    assert torch.equal(state["calibration_x"], reference["calibration_x"]) and state["calibration_x"].dtype == torch.float32
+    assert torch.equal(state["calibration_x"], reference["calibration_x"])
+    assert state["calibration_x"].dtype == torch.float32
     plain = explain(explainer, det, batch)
     assert torch.equal(expl.extra["codec_threshold"], plain.extra["codec_threshold"])
     assert torch.equal(expl.extra["latent"], plain.extra["latent"])

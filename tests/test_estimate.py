@@ -49,3 +49,55 @@ def test_interpreters_are_priced_once_by_clip_budget_and_epochs(tmp_path):
     assert by_cell[("ae", "encodec_latent")] == pytest.approx(3e-2 * 2 * pool)
     assert by_cell[("dense_ae", "encodec_latent")] == pytest.approx(1e-2 * 2 * pool + codec)
     assert by_cell[("ae", "lmac")] == pytest.approx(1e-3 * pool + 2e-3 * 2 * clips * frames)
+
+
+FLOPS = {"dense_ae": {"forward": 10.0, "backward_input": 20.0, "backward_train": 30.0},
+         "ae": {"forward": 100.0, "backward_input": 300.0, "backward_train": 500.0}}
+PASSES = {"dense_ae/saliency": {"forward": 2.0, "backward": 1.0}, "ae/saliency": {"forward": 4.0, "backward": 1.0},
+          "dense_ae/encodec_latent": {"forward": 30.0, "backward": 0.0},
+          "ae/encodec_latent": {"forward": 40.0, "backward": 0.0},
+          "dense_ae/lmac": {"forward": 10.0, "backward": 0.0}, "ae/lmac": {"forward": 12.0, "backward": 0.0}}
+
+
+def test_gpu_flops_count_each_cells_detector_passes(tmp_path):
+    from benchmark.estimate import dataset_counts
+    from benchmark.holdout import held_out_split
+    path = tmp_path / "e.toml"
+    path.write_text(SUITE)
+    suite = load_suite(str(path))
+    est = estimate_suite(suite, {**REF, "flops": FLOPS, "passes": PASSES}, gpu_tflops=2.0)
+    trains, evals = expand(suite)
+    n = dataset_counts(suite.datasets[0])
+    bins = n["bins"]
+    assert bins == suite.datasets[0].plugin.factory(**suite.datasets[0].params).spec.n_mels * n["frames"]
+    fit, val = held_out_split(n["train"], 0)
+    for cell in trains:  # every epoch: forward + training backward of the fit clips, forward of the held-out ones
+        f = FLOPS[cell.detector.name]
+        epochs = cell.detector.budget.epochs
+        forward = epochs * (len(fit) + len(val)) + len(val) + n["test"]
+        assert est.flops[cell.key] == pytest.approx(bins * (forward * f["forward"]
+                                                            + epochs * len(fit) * f["backward_train"]))
+    clips = min(20, n["train"]) * 0.9
+    by_cell = {(c.train.detector.name, c.explainer.name): est.flops[c.key] for c in evals}
+    assert by_cell[("ae", "saliency")] == pytest.approx(4 * bins * (4 * 100.0 + 1 * 300.0))
+    # n_steps 10 against the reference's 5 doubles the passes; the ae cell reuses the codec
+    assert by_cell[("ae", "encodec_latent")] == pytest.approx(2 * 4 * bins * 40 * 100.0)
+    # an interpreter trained against the detector: a forward and an input-gradient pass per clip and epoch
+    assert by_cell[("ae", "lmac")] == pytest.approx(4 * bins * 12 * 100.0 + 2 * clips * bins * (100.0 + 300.0))
+    assert est.gpu_hours == pytest.approx(sum(est.flops.values()) / 2e12 / 3600)
+    assert f"{est.gpu_hours:.3g} GPU-hours" in est.summary("cpu") and "at 2 TFLOP/s" in est.summary("cpu")
+    assert not estimate_suite(suite, REF).flops  # a reference without FLOPs gives no GPU figure
+
+
+def test_pass_reference_averages_cold_cells_by_their_clips(tmp_path):
+    from benchmark.estimate import pass_reference
+    path = tmp_path / "cost.csv"
+    path.write_text("cell,detector,explainer,n_clips,explanation,explainer_forward,explainer_backward,"
+                    "metric_forward,metric_backward,score_forward\n"
+                    "train,ae,-,,,,,,,\n"
+                    "evaluate,ae,saliency,10,computed,1,1,5,0,1\n"
+                    "evaluate,ae,saliency,30,computed,1,1,9,2,1\n"
+                    "evaluate,ae,lmac,8,stored,0,0,20,0,1\n")
+    ref = pass_reference(path)
+    assert ref == {"ae/saliency": {"forward": pytest.approx((7 * 10 + 11 * 30) / 40),
+                                   "backward": pytest.approx((1 * 10 + 3 * 30) / 40)}}

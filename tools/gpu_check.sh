@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The CUDA paths, end to end, in under 5 minutes on a GPU machine (run from the project root):
-#   1. the smoke suite on --device cuda: local, through a one-worker Dask cluster (cells ask for its GPU
+#   1. a plain matmul's TFLOP/s in fp32 and bf16 (the ceiling for `run --estimate --gpu-tflops`);
+#   2. the smoke suite on --device cuda: local, through a one-worker Dask cluster (cells ask for its GPU
 #      resource) and at --precision bf16; the tables side by side (equal up to GPU nondeterminism; bf16 close);
-#   2. the explainer throughput benchmarks on the GPU (clips per second: batched vs one clip at a time vs the
+#   3. the explainer throughput benchmarks on the GPU (clips per second: batched vs one clip at a time vs the
 #      bare passes) and the detector throughput benchmarks.
 # Every step has its own time limit, so the whole script stays under 5 minutes even where a step hangs.
 # Usage: bash tools/gpu_check.sh [PYTHON]   (default .venv/bin/python). Figures go to stdout and $OUT if set.
@@ -13,6 +14,18 @@ OUT=${OUT:-$T}
 export HF_HUB_OFFLINE=1
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device visible')" || exit 1
 "$PY" -c "import torch; print('device:', torch.cuda.get_device_name(0), '| torch', torch.__version__)"
+# the sustained matmul rate, fp32 and bf16: an upper bound for `run --estimate --gpu-tflops`
+timeout 30 "$PY" - <<'PY'
+import time, torch
+for dtype in (torch.float32, torch.bfloat16):
+    a = torch.randn(4096, 4096, device="cuda", dtype=dtype)
+    a @ a; torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(20):
+        a @ a
+    torch.cuda.synchronize()
+    print(f"matmul 4096^2 {dtype}: {20 * 2 * 4096 ** 3 / (time.perf_counter() - t) / 1e12:.1f} TFLOP/s")
+PY
 t0=$(date +%s)
 smoke() {  # NAME SECONDS ARGS...: the smoke suite on CUDA into $T/runs-NAME, published to $T/lb-NAME
   local name=$1 limit=$2; shift 2
