@@ -214,6 +214,14 @@ def _figure_title(dataset: str, detector: str, aucs: dict, min_auc: float) -> st
     return f"{dataset} / {detector} (AUC {fmt(auc, 2)}{' ⚠ low' if low else ''})"
 
 
+def _with_fit_log(record: dict, store: Store) -> dict:
+    """An evaluate record whose cell scored stored maps without loading its interpreter carries no fit log: the
+    explain step that trained (or loaded) it recorded one."""
+    if record.get("cell") != "evaluate" or record.get("fit_log") or not record.get("explain_key"):
+        return record
+    return {**record, "fit_log": (store.status(record["explain_key"]) or {}).get("fit_log") or {}}
+
+
 def frequency_tables(detectors: pd.DataFrame, records: list[dict], scores: pd.DataFrame, store: Store,
                      bands: bool) -> dict[str, pd.DataFrame]:
     """The frequency study's CSVs that this suite's results support (none for a suite without its parts);
@@ -329,7 +337,7 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     atomic_write_bytes(folder / "agreement.csv", csv_bytes(agreement))
     atomic_write_bytes(folder / "claims.csv", csv_bytes(claims))
 
-    training = training_curves(records)
+    training = training_curves([_with_fit_log(r, store) for r in records])
     atomic_write_bytes(folder / "training.csv", csv_bytes(training))
 
     frequency = frequency_tables(detectors, records, scores, store, "band_mass_spearman" in set(rows["metric"]))

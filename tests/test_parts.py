@@ -54,6 +54,24 @@ def test_adding_a_metric_reuses_every_stored_explanation(tmp_path):
     assert {"complexity.mean", "test-band-mass.mean"} <= set(lb.columns)
 
 
+def test_a_metric_added_over_stored_maps_publishes_what_a_cold_run_does(tmp_path):
+    """Every table but the cost equals a cold run's, the trained interpreter's learning curve included (it went
+    missing when the re-assembled cell did not load the interpreter)."""
+    def suite(text: str) -> str:  # L-MAC learns from waveforms: the tiny synthetic machines have them
+        return (text.replace("[datasets.test-blobs]", '[datasets.synthetic-machines]\nsize = "tiny"')
+                + "[explainers.lmac]\ntrain_clips = 6\nbudget = { epochs = 2, batch_size = 2 }\n")
+    run(tmp_path, suite(ONE), "runs")
+    _, folder, store = run(tmp_path, suite(TWO), "runs")
+    assert {r["cost"]["explanation"] for r in evaluate_records(store)} == {"stored"}
+    _, cold, _ = run(tmp_path, suite(TWO), "cold")
+    training = pd.read_csv(folder / "training.csv")
+    assert (training.kind == "interpreter").sum() >= 1
+    tables = sorted(p.name for p in cold.glob("*.csv") if p.name != "cost.csv")
+    assert "training.csv" in tables and "leaderboard.csv" in tables
+    for name in tables:
+        assert (folder / name).read_bytes() == (cold / name).read_bytes(), name
+
+
 def test_a_damaged_stored_explanation_is_explained_again(tmp_path):
     _, clean, store = run(tmp_path, ONE, "runs")
     record = evaluate_records(store)[0]
