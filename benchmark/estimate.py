@@ -16,7 +16,8 @@ GPU-hours come from FLOPs, not from these rates: each detector's FLOPs per time-
 pass, an input-gradient pass and a training step (`benchmark.flops`, counted on the reference run's trained
 detectors) times the passes each cell runs: training from its loop (`training.training_passes`), evaluation
 from the measured passes per clip of each (detector, explainer) pair (explainer, metrics and the shared
-scoring pass), interpreter training as one forward and input-gradient pass per training clip and epoch. The
+scoring pass), an interpreter trained against the detector as one forward and input-gradient pass per training
+clip and epoch. The
 FLOPs divided by a sustained rate (`--gpu-tflops`, an assumption the user states: measure yours with
 `tools/gpu_check.sh`) give the GPU-hours. Not counted: the interpreters' own networks, the EnCodec codec,
 element-wise work, and an AST+kNN bank larger than the reference run's.
@@ -139,7 +140,7 @@ def estimate_suite(suite: Suite, ref: dict[str, Any] | None = None,
             fit = _fit_seconds(cell, n, ref, est.unpriced)
             est.by_kind["interpreter training"] = est.by_kind.get("interpreter training", 0.0) + fit
             seconds += fit
-            if flops:
+            if flops and cell.explainer.plugin.spec.fit_uses_detector:  # the codec learns without it
                 per_pass = _detector_flops(flops, cell.train.detector.name, est.unpriced)
                 est.flops[cell.key] += (_fit_clip_epochs(cell, n) * n["bins"]
                                         * (per_pass["forward"] + per_pass["backward_input"]))

@@ -80,8 +80,9 @@ def test_gpu_flops_count_each_cells_detector_passes(tmp_path):
     clips = min(20, n["train"]) * 0.9
     by_cell = {(c.train.detector.name, c.explainer.name): est.flops[c.key] for c in evals}
     assert by_cell[("ae", "saliency")] == pytest.approx(4 * bins * (4 * 100.0 + 1 * 300.0))
-    # n_steps 10 against the reference's 5 doubles the passes; the ae cell reuses the codec
+    # n_steps 10 against the reference's 5 doubles the passes; the codec learns without the detector
     assert by_cell[("ae", "encodec_latent")] == pytest.approx(2 * 4 * bins * 40 * 100.0)
+    assert by_cell[("dense_ae", "encodec_latent")] == pytest.approx(2 * 4 * bins * 30 * 10.0)
     # an interpreter trained against the detector: a forward and an input-gradient pass per clip and epoch
     assert by_cell[("ae", "lmac")] == pytest.approx(4 * bins * 12 * 100.0 + 2 * clips * bins * (100.0 + 300.0))
     assert est.gpu_hours == pytest.approx(sum(est.flops.values()) / 2e12 / 3600)
