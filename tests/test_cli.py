@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -61,6 +63,11 @@ def test_estimate_prints_the_cost_and_writes_nothing(tmp_path):
     assert out.returncode == 0, out.stderr
     hours = float(out.stdout.split("estimated ")[1].split(" CPU-hours")[0])
     assert hours > 2 and "running on cpu" in out.stderr and not (tmp_path / "o").exists()
+    gpu = lambda text: float(text.split("at least ")[1].split(" GPU-hours")[0])  # noqa: E731
+    faster = cli("run", "--suite", "full", "--estimate", "--gpu-tflops", "40", "--out", str(tmp_path / "o"))
+    assert gpu(faster.stderr) == pytest.approx(gpu(out.stderr) / 2, rel=0.01)
+    bad = cli("run", "--suite", "full", "--estimate", "--gpu-tflops", "0", "--out", str(tmp_path / "o"))
+    assert bad.returncode == 2 and "--gpu-tflops 0" in bad.stderr
 
 
 def test_a_long_cpu_run_needs_yes(tmp_path):
