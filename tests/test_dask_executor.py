@@ -45,6 +45,14 @@ def test_dask_tables_equal_the_local_executors_byte_for_byte(tmp_path, cluster):
     assert set(lb.explainer) == {"error_map", "saliency", "random"} and lb["relevance_mass_accuracy.mean"].notna().all()
 
 
+def test_workers_run_with_the_allocators_defaults(cluster):
+    """No glibc malloc tunable in a worker's environment: one (Dask sets MALLOC_TRIM_THRESHOLD_) fixes the mmap
+    threshold at 128 KiB, and every tensor above it is mapped and unmapped again (cells took 1.3-1.8x the CPU)."""
+    import os
+    seen = cluster.client.run(lambda: {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")})
+    assert len(seen) == 2 and all(env == {} for env in seen.values()), seen
+
+
 def test_a_killed_worker_loses_only_its_cell_which_is_retried_once(tmp_path, cluster):
     once = tmp_path / "died-once"
     text = SUITE.replace("[explainers.random]", f"[explainers.random]\n[explainers.test-kills-worker]\nonce = '{once}'")
