@@ -292,7 +292,7 @@ def flop_reference(store_dir: Path, suite: Suite) -> dict[str, dict[str, float]]
     first_seed = min(c.seed for c in trains)
     found: dict[str, list[dict[str, float]]] = {}
     for cell in trains:
-        if cell.seed == first_seed and ws.store.load_checkpoint(cell.key, ws.device) is not None:
+        if cell.seed == first_seed and ws.store.checkpoint_path(cell.key).is_file():  # ws.detector reads it
             det = ws.detector(cell.key, cell.detector)
             found.setdefault(cell.detector.name, []).append(pass_flops(det, ws.table(cell.dataset, "test").x[:1]))
     return {name: {kind: float(statistics.fmean(f[kind] for f in runs)) for kind in runs[0]}

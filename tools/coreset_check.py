@@ -26,7 +26,7 @@ def main(runs: str, suite: str, fractions: list[float]) -> None:
     ws = Workspace(Store(runs), torch.device("cpu"))
     trains, _ = expand(load_suite(suite))
     for cell in trains:
-        if cell.detector.name != "ast_knn" or ws.store.load_checkpoint(cell.key, ws.device) is None:
+        if cell.detector.name != "ast_knn" or not ws.store.checkpoint_path(cell.key).is_file():
             continue
         det = ws.detector(cell.key, cell.detector)
         test = ws.table(cell.dataset, "test")
