@@ -31,7 +31,8 @@ from typing import Any
 
 from .dataset import notice
 from .errors import BenchmarkError
-from .executors import Outcome, cell_runner, guarded
+from .executors import cell_runner, guarded
+from .outcome import Outcome
 
 GPU = "GPU"  # the worker resource a CUDA cell asks for
 

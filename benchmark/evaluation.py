@@ -21,7 +21,6 @@ from .compute import autocast
 from .dataset import notice
 from .detector import Detector
 from .errors import CellFailure
-from .executors import Outcome
 from .explain_step import (
     EXPLANATION_FILE,
     StoredExplanations,
@@ -33,6 +32,7 @@ from .explain_step import (
 )
 from .metrics.context import MetricContext, MetricResult
 from .needs import TRUTH_NEEDS, dataset_provides, metric_unmet, needs_live
+from .outcome import Outcome
 from .registry import registry
 from .store import DONE, FAILED, SKIPPED, DamagedFile
 from .training import clip_rows

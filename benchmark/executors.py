@@ -10,24 +10,10 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .errors import BenchmarkError
-
-
-@dataclass
-class Outcome:
-    """What a cell returns: its record (status, reason, cost), its result rows, the files it made (store-relative
-    path -> bytes: checkpoints, examples) and the existing store files its result relies on."""
-
-    key: str
-    record: dict[str, Any]
-    rows: list[dict[str, Any]] | None
-    files: dict[str, bytes] = field(default_factory=dict)
-    uses: list[str] = field(default_factory=list)
-    # parts cached on their own (an evaluate cell's explanations and metric values), written before the cell
-    parts: list[Outcome] = field(default_factory=list)
+from .outcome import Outcome
 
 
 class Executor(Protocol):

@@ -8,8 +8,9 @@ import torch
 
 from .cells import EvaluateCell, expand, inapplicable
 from .dataset import notice
-from .executors import Executor, Outcome
+from .executors import Executor
 from .needs import dataset_provides
+from .outcome import Outcome
 from .progress import RunProgress
 from .provenance import run_plugins
 from .statistics import metric_specs
@@ -77,6 +78,8 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
         report.plan([c for c in evals if (store.status(c.key) or {}).get("status") not in (DONE, SKIPPED)])
         if executor.remote:  # workers only read the store: the driver renders and caches the data first
             _prepare_data(ws, suite)
+        if executor.remote:  # workers pack best when the longest cells start first
+            todo_train = longest_first(todo_train, report.weight)
         for outcome in executor.run("train", todo_train, ws, on_start=started, progress=report.update):
             record(outcome)
 
@@ -93,12 +96,20 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
         will_run = {c.key for c in runnable}
         report.unplan([c.key for c in evals if c.key not in will_run])
         report.plan(runnable)
+        if executor.remote:
+            runnable = longest_first(runnable, report.weight)
         for outcome in executor.run("evaluate", runnable, ws, on_start=started, progress=report.update,
                                     after=_shared_interpreter(runnable)):
             record(outcome)
     finally:
         report.close()
     return summary
+
+
+def longest_first(cells: list, weight) -> list:
+    """`cells` by estimated cost, the longest first (ties in suite order): on a pool of workers a long cell
+    started last leaves the others idle while it runs. Outcomes do not depend on the order."""
+    return sorted(cells, key=lambda cell: -weight(cell.key))
 
 
 def _prepare_data(ws: Workspace, suite: Suite) -> None:

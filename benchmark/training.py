@@ -11,8 +11,8 @@ from .cells import TrainCell
 from .compute import autocast
 from .detector import Budget, batched_scores
 from .errors import CellFailure
-from .executors import Outcome
 from .holdout import held_out_split
+from .outcome import Outcome
 from .registry import registry
 from .store import DONE, checkpoint_bytes
 from .workspace import Workspace, group_index, seed_everything

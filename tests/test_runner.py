@@ -86,3 +86,42 @@ def test_interrupted_run_resumes_to_identical_tables(tmp_path, monkeypatch):
     assert (clean / "leaderboard.csv").read_bytes() == (resumed / "leaderboard.csv").read_bytes()
     assert (clean / "detectors.csv").read_bytes() == (resumed / "detectors.csv").read_bytes()
     assert store.suite_manifest("t")["evaluate"]
+
+
+def test_a_pool_of_workers_gets_the_longest_cells_first(tmp_path):
+    """With remote workers the driver hands over cells by estimated cost, longest first; the tables do not
+    depend on the order (same leaderboard as a local run in suite order)."""
+    import torch
+
+    from benchmark.cells import expand
+    from benchmark.executors import LocalExecutor
+    from benchmark.leaderboard import publish
+    from benchmark.runner import run_suite
+    from benchmark.suites import load_suite
+
+    class Recording(LocalExecutor):
+        remote = True
+
+        def __init__(self):
+            self.order: dict[str, list[str]] = {}
+
+        def run(self, kind, cells, ws, **kw):
+            cells = list(cells)
+            self.order[kind] = [c.key for c in cells]
+            yield from super().run(kind, cells, ws, **kw)
+
+    path = tmp_path / "t.toml"
+    path.write_text(SUITE)
+    suite = load_suite(str(path))
+    trains, evals = expand(suite)
+    # suite order reversed in cost: the last cell is the longest
+    weights = {c.key: float(i + 1) for i, c in enumerate([*trains, *evals])}
+    pool = Recording()
+    summary = run_suite(suite, out=tmp_path / "pool", device=torch.device("cpu"), executor=pool, weights=weights)
+    assert summary.failed == []
+    assert pool.order["train"] == [c.key for c in reversed(trains)]
+    runnable = [c.key for c in evals if c.key in set(pool.order["evaluate"])]
+    assert pool.order["evaluate"] == runnable[::-1] and len(runnable) == 3
+    _, local = run(tmp_path, out="local")
+    pooled = publish(Store(tmp_path / "pool"), suite.name, tmp_path / "lb-pool")
+    assert (pooled / "leaderboard.csv").read_bytes() == (local / "leaderboard.csv").read_bytes()

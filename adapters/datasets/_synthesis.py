@@ -126,6 +126,7 @@ class RenderedClip:
     clip: Clip
     pcm: np.ndarray  # [N] int16, exactly what is written to disk
     records: tuple[EventRecord, ...] = ()
+    difficulty: float | None = None  # what an anomalous clip was rendered at (before the per-family jitter)
 
 
 class SyntheticDataset(Dataset):
@@ -236,12 +237,13 @@ class SyntheticDataset(Dataset):
                         anomaly=torch.zeros(twin_pcm.size, dtype=torch.float32))
             return RenderedClip(plan, clip, twin_pcm)
         context = AnomalyContext(sound, twin, self.spec.sample_rate)
+        difficulty = self._clip_difficulty(key)
         for attempt in range(_REDRAWS + 1):
             # a change of the machine's own sound that dominates no bin has no truth: draw another anomaly
             # (the last draw, like every additive one, is raised until it dominates a bin instead)
             rng_anomaly = clip_rng(self.seed, "anomaly", *key) if attempt == 0 else \
                 clip_rng(self.seed, "anomaly-redraw", attempt, *key)
-            delta, events, additive = self._anomaly(plan, context, rng_anomaly)
+            delta, events, additive = self._anomaly(plan, context, rng_anomaly, difficulty)
             boosts = _MASK_BOOSTS if additive or attempt == _REDRAWS else 0
             truth = self._truth(gain, twin, twin_pcm, delta, boosts)
             if truth is not None:
@@ -254,12 +256,23 @@ class SyntheticDataset(Dataset):
                                 for ev, family, lo, hi in events), key=lambda r: (r.event.onset_s, r.event.offset_s)))
         clip = Clip(plan.id, plan.split, 1, self.spec.sample_rate, waveform=_to_float(pcm), meta=meta,
                     events=tuple(r.event for r in records), tf_mask=mask, anomaly=torch.from_numpy(anomaly))
-        return RenderedClip(plan, clip, pcm, records)
+        return RenderedClip(plan, clip, pcm, records, difficulty)
 
-    def _anomaly(self, plan: ClipPlan, context: AnomalyContext, rng: np.random.Generator
+    def _clip_difficulty(self, key: tuple) -> float:
+        """The difficulty this anomalous clip is rendered at: the recipe's `difficulty`, or for the subtle
+        anomalies the recipe mixes in (`anomalies.subtle_share` of the clips, drawn independently per clip)
+        `max(difficulty, subtle_difficulty)`."""
+        share = float(self._anomalies.get("subtle_share", 0.0))
+        if share <= 0.0:
+            return self.difficulty
+        subtle = clip_rng(self.seed, "subtle", *key).random() < share
+        return max(self.difficulty, float(self._anomalies["subtle_difficulty"])) if subtle else self.difficulty
+
+    def _anomaly(self, plan: ClipPlan, context: AnomalyContext, rng: np.random.Generator, difficulty: float
                  ) -> tuple[np.ndarray, list[tuple[Event, str, int, int]], bool]:
-        """The summed change `[N]` of every event; per event (event, its families joined by "+", first and
-        end sample of the rendered interval); whether every part is an added sound (see AnomalyRender)."""
+        """The summed change `[N]` of every event at `difficulty` (each family jittered by the recipe's
+        `difficulty_jitter`); per event (event, its families joined by "+", first and end sample of the rendered
+        interval); whether every part is an added sound (see AnomalyRender)."""
         sr = self.spec.sample_rate
         delta = np.zeros(context.n)
         events = []
@@ -270,7 +283,7 @@ class SyntheticDataset(Dataset):
             families = self._event_families(plan, rng)
             bands = []
             for family in families:
-                clip_difficulty = float(np.clip(self.difficulty + rng.uniform(-jitter, jitter), 0.0, 1.0))
+                clip_difficulty = float(np.clip(difficulty + rng.uniform(-jitter, jitter), 0.0, 1.0))
                 level = strength(family, spans[family], clip_difficulty)
                 part = FAMILIES[family](context, rng, level, onset, offset)
                 delta += part.delta

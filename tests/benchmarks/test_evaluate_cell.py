@@ -27,7 +27,7 @@ import pytest
 
 from benchmark.cells import EvaluateCell, expand
 from benchmark.evaluation import run_evaluate_cell
-from benchmark.executors import Outcome
+from benchmark.outcome import Outcome
 from benchmark.store import Store
 from benchmark.suites import load_suite
 from benchmark.training import run_train_cell
