@@ -3,9 +3,10 @@
 Each cell travels as a picklable description (the cell, the store root, the device, torch threads); a worker
 process builds its own `Workspace` over the store once, computes the cell and returns its `Outcome` (rows,
 checkpoint and artefact bytes); the driver records outcomes as they arrive and stays the only writer. The
-driver renders and caches the suite's data before the first cell, train cells run before the evaluate cells
-that need them (the runner's two phases), and an evaluate cell that shares an interpreter (the codec, one
-per dataset and seed) waits for the cell that trains it.
+driver renders and caches the suite's data before the first cell. An evaluate cell is submitted as soon as its
+train cell is recorded (and, when it shares an interpreter, the codec, one per dataset and seed, the cell that
+trains it), so the evaluation of a trained detector runs beside the training of the others; queued cells start
+by priority, train cells first, then the longest.
 
 On a CUDA run each cell asks its worker for one `GPU` resource: a local cluster's workers hold one each, an
 existing cluster's GPU workers advertise it (`dask worker --resources GPU=1`).
@@ -26,12 +27,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .dataset import notice
 from .errors import BenchmarkError
-from .executors import cell_runner, guarded
+from .executors import Gate, Prerequisites, cell_kind, cell_runner, guarded
 from .outcome import Outcome
 
 GPU = "GPU"  # the worker resource a CUDA cell asks for
@@ -120,41 +122,68 @@ class DaskExecutor:
                    f"for workers started with `dask worker ... --resources {GPU}=1`")
         return {GPU: 1}
 
-    def run(self, kind: str, cells: Iterable[Any], ws: Any, *, on_start: Callable[[Any], None],
-            progress: Callable[[str], None] | None = None,
-            after: Callable[[Any], str | None] | None = None) -> Iterator[Outcome]:
+    def run(self, cells: Iterable[Any], ws: Any, *, on_start: Callable[[Any], None],
+            progress: Callable[[str], None] | None = None, after: Prerequisites | None = None,
+            gate: Gate | None = None, priority: Callable[[Any], int] | None = None) -> Iterator[Outcome]:
+        """Submit every cell whose prerequisites (`after`) are recorded; each outcome yielded releases the cells
+        waiting for it. `priority(cell)`: the scheduler starts queued cells by it, highest first."""
         from distributed import as_completed
         root, device, modules = str(ws.store.root), str(ws.device), plugin_modules()
+        cells = list(cells)
+        keys = {cell.key for cell in cells}
         futures = as_completed()
         submitted: dict[str, Any] = {}
-        waiting: dict[str, list[Any]] = {}
+        unmet: dict[str, set[str]] = {}  # a waiting cell's key -> its prerequisites not yet recorded
+        dependents: dict[str, list[Any]] = {}  # a prerequisite's key -> the cells waiting for it
+        held: deque[Outcome] = deque()  # outcomes the gate gave in place of running a cell
 
-        def submit(cell: Any) -> None:
+        def ready(cell: Any) -> None:
+            instead = gate(cell) if gate is not None else None
+            if instead is not None:
+                held.append(instead)
+                return
             on_start(cell)
+            kind = cell_kind(cell)
             future = self.client.submit(run_cell_task, kind, cell, root, device, self.threads, modules,
                                         ws.forward_bound, key=f"{kind}-{cell.key}", pure=False,
-                                        resources=self.resources)
+                                        resources=self.resources,
+                                        priority=priority(cell) if priority is not None else 0)
             submitted[future.key] = cell
             futures.add(future)
 
+        def recorded(key: str) -> None:
+            for cell in dependents.pop(key, []):
+                unmet[cell.key].discard(key)
+                if not unmet[cell.key]:
+                    del unmet[cell.key]
+                    ready(cell)
+
         try:
             for cell in cells:
-                before = after(cell) if after is not None else None
-                if before is None:
-                    submit(cell)
+                before = {k for k in (after(cell) if after is not None else ()) if k in keys}
+                if before:
+                    unmet[cell.key] = before
+                    for key in before:
+                        dependents.setdefault(key, []).append(cell)
+            for cell in cells:
+                if cell.key not in unmet:
+                    ready(cell)
+            while held or not futures.is_empty():
+                if held:
+                    outcome = held.popleft()
                 else:
-                    waiting.setdefault(before, []).append(cell)
-            for future in futures:
-                cell = submitted[future.key]
-                try:
-                    outcome = future.result()
-                except Exception as exc:  # the worker died twice (KilledWorker) or the task could not run
-                    outcome = Outcome(cell.key, {**cell.describe(), "status": "failed",
-                                                 "reason": f"{type(exc).__name__}: {exc}".strip()}, None)
-                future.release()
-                yield outcome
-                for later in waiting.pop(cell.key, []):
-                    submit(later)
+                    future = next(futures)
+                    cell = submitted.pop(future.key)
+                    try:
+                        outcome = future.result()
+                    except Exception as exc:  # the worker died twice (KilledWorker) or the task could not run
+                        outcome = Outcome(cell.key, {**cell.describe(), "status": "failed",
+                                                     "reason": f"{type(exc).__name__}: {exc}".strip()}, None)
+                    future.release()
+                yield outcome  # the driver records it before this generator resumes
+                recorded(outcome.key)
+            if unmet:  # a prerequisite outside the cells given, or a cycle: a caller's bug, not a cell's failure
+                raise RuntimeError(f"cells never became ready: {sorted(unmet)}")
         except BaseException:
             self.client.cancel(list(futures.futures))
             raise

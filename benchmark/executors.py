@@ -1,10 +1,13 @@
 """Executors run cells and hand each outcome back to the driver, which alone writes the store.
 
-`LocalExecutor` runs cells in this process, in order. `DaskExecutor` (`dask_executor.py`) implements the
-same `run`: it ships the same picklable cell objects to workers and returns the same outcomes, so cells,
-keys and the store do not change with the executor. `run` yields each outcome as it finishes; the driver
-records it before asking for the next, so a cell that `after(cell)` names a prerequisite for (a shared
-interpreter's first cell) starts only once that prerequisite's files are in the store.
+`run` takes the run's cells, train cells before the evaluate cells that need them, and yields each outcome as it
+finishes; the driver records it before asking for the next. `after(cell)` names the cells of this run that must
+finish first (an evaluate cell's train cell; the earlier cell that trains an interpreter it shares); once they
+have, `gate(cell)` may answer an outcome to record instead of running the cell (its detector's training failed)
+or None to run it. `LocalExecutor` runs cells in this process, in the order given (which satisfies `after`).
+`DaskExecutor` (`dask_executor.py`) submits each cell as soon as its prerequisites are recorded, so evaluate
+cells of a finished detector run beside the training of the others; it ships the same picklable cell objects and
+returns the same outcomes, so cells, keys and the store do not change with the executor.
 """
 from __future__ import annotations
 
@@ -15,15 +18,24 @@ from typing import Any, Protocol
 from .errors import BenchmarkError
 from .outcome import Outcome
 
+Prerequisites = Callable[[Any], tuple[str, ...]]
+Gate = Callable[[Any], Outcome | None]
+
 
 class Executor(Protocol):
     remote: bool  # cells run in other processes: the driver prepares the data they read
 
-    def run(self, kind: str, cells: Iterable[Any], ws: Any, *, on_start: Callable[[Any], None],
-            progress: Callable[[str], None] | None = None,
-            after: Callable[[Any], str | None] | None = None) -> Iterator[Outcome]: ...
+    def run(self, cells: Iterable[Any], ws: Any, *, on_start: Callable[[Any], None],
+            progress: Callable[[str], None] | None = None, after: Prerequisites | None = None,
+            gate: Gate | None = None, priority: Callable[[Any], int] | None = None) -> Iterator[Outcome]: ...
 
     def close(self) -> None: ...
+
+
+def cell_kind(cell: Any) -> str:
+    """"train" or "evaluate"."""
+    from .cells import TrainCell
+    return "train" if isinstance(cell, TrainCell) else "evaluate"
 
 
 def cell_runner(kind: str) -> Callable[..., Outcome]:
@@ -40,13 +52,22 @@ def cell_runner(kind: str) -> Callable[..., Outcome]:
 class LocalExecutor:
     remote = False
 
-    def run(self, kind: str, cells: Iterable[Any], ws: Any, *, on_start: Callable[[Any], None],
-            progress: Callable[[str], None] | None = None,
-            after: Callable[[Any], str | None] | None = None) -> Iterator[Outcome]:
-        fn = cell_runner(kind)
+    def run(self, cells: Iterable[Any], ws: Any, *, on_start: Callable[[Any], None],
+            progress: Callable[[str], None] | None = None, after: Prerequisites | None = None,
+            gate: Gate | None = None, priority: Callable[[Any], int] | None = None) -> Iterator[Outcome]:
+        done: set[str] = set()
+        cells = list(cells)
+        keys = {cell.key for cell in cells}
         for cell in cells:  # in order: every prerequisite has run before the cells that wait for it
-            on_start(cell)
-            yield guarded(lambda c: fn(c, ws, progress), cell)
+            early = [k for k in (after(cell) if after is not None else ()) if k in keys and k not in done]
+            if early:
+                raise ValueError(f"cell {cell.key} is listed before its prerequisites {early}")
+            held = gate(cell) if gate is not None else None
+            if held is None:
+                on_start(cell)
+                held = guarded(lambda c: cell_runner(cell_kind(c))(c, ws, progress), cell)
+            done.add(cell.key)
+            yield held
 
     def close(self) -> None:
         pass

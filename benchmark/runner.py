@@ -73,33 +73,47 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
 
     try:
         todo_train = _unfinished(store, trains, summary, report)
+        retrained = {c.key for c in todo_train}
+        todo_eval = []
+        for cell in _unfinished(store, evals, summary, report, redo=lambda c: c.train.key in retrained):
+            reason = _inapplicable(cell, ws)
+            if reason is None:
+                todo_eval.append(cell)
+            else:  # whatever its detector's training gives: recorded now
+                record(Outcome(cell.key, {**cell.describe(), "status": SKIPPED, "reason": reason}, None))
+        # the ETA waits for these; an evaluate cell whose detector's training fails is taken off again
         report.plan(todo_train)
-        # evaluate cells not finished in the store: the ETA waits for them from the first training on
-        report.plan([c for c in evals if (store.status(c.key) or {}).get("status") not in (DONE, SKIPPED)])
+        report.plan(todo_eval)
         if executor.remote:  # workers only read the store: the driver renders and caches the data first
             _prepare_data(ws, suite)
-        if executor.remote:  # workers pack best when the longest cells start first
-            todo_train = longest_first(todo_train, report.weight)
-        for outcome in executor.run("train", todo_train, ws, on_start=started, progress=report.update):
-            record(outcome)
+            # a pool packs best when the longest cells start first (outcomes do not depend on the order)
+            todo_train, todo_eval = longest_first(todo_train, report.weight), longest_first(todo_eval, report.weight)
+        shares = _shared_interpreter(todo_eval)
 
-        retrained = {c.key for c in todo_train}
-        runnable: list[EvaluateCell] = []
-        for cell in _unfinished(store, evals, summary, report, redo=lambda c: c.train.key in retrained):
-            reason = _why_not(cell, store, ws)
-            if reason is None:
-                runnable.append(cell)
-                continue
-            status = SKIPPED if not reason.startswith("detector training failed") else FAILED
-            record(Outcome(cell.key, {**cell.describe(), "status": status, "reason": reason}, None))
-        # the ETA waits for exactly the cells that will run: none of those found cached or inapplicable
-        will_run = {c.key for c in runnable}
-        report.unplan([c.key for c in evals if c.key not in will_run])
-        report.plan(runnable)
-        if executor.remote:
-            runnable = longest_first(runnable, report.weight)
-        for outcome in executor.run("evaluate", runnable, ws, on_start=started, progress=report.update,
-                                    after=_shared_interpreter(runnable)):
+        def after(cell) -> tuple[str, ...]:
+            """An evaluate cell waits for its train cell and for the cell that trains an interpreter it shares."""
+            if not isinstance(cell, EvaluateCell):
+                return ()
+            return (cell.train.key,) + ((shares(cell),) if shares(cell) else ())
+
+        def gate(cell) -> Outcome | None:
+            """Once its train cell is recorded: an evaluate cell of a detector whose training failed, recorded as
+            failed instead of running."""
+            if not isinstance(cell, EvaluateCell):
+                return None
+            train = store.status(cell.train.key)
+            if train is not None and train["status"] == DONE:
+                return None
+            report.unplan([cell.key])
+            reason = f"detector training failed ({(train or {}).get('reason', 'not run')})"
+            return Outcome(cell.key, {**cell.describe(), "status": FAILED, "reason": reason}, None)
+
+        def priority(cell) -> int:
+            """Train cells first (evaluate cells wait for them), then the longest."""
+            return int(report.weight(cell.key)) + (10 ** 9 if not isinstance(cell, EvaluateCell) else 0)
+
+        for outcome in executor.run([*todo_train, *todo_eval], ws, on_start=started, progress=report.update,
+                                    after=after, gate=gate, priority=priority):
             record(outcome)
     finally:
         report.close()
@@ -164,10 +178,7 @@ def _unfinished(store: Store, cells: list, summary: RunSummary, report: RunProgr
     return todo
 
 
-def _why_not(cell: EvaluateCell, store: Store, ws: Workspace) -> str | None:
-    train_status = store.status(cell.train.key)
-    if train_status is None or train_status["status"] != DONE:
-        reason = (train_status or {}).get("reason", "not run")
-        return f"detector training failed ({reason})"
+def _inapplicable(cell: EvaluateCell, ws: Workspace) -> str | None:
+    """Why the cell's explainer cannot run on its detector and dataset (a need unmet), or None."""
     dataset = ws.dataset(cell.train.dataset)
     return inapplicable(cell.explainer, cell.train.detector, dataset_provides(dataset))

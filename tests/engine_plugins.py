@@ -2,6 +2,8 @@
 detector and explainer, and a simple metric. Registered under names starting with 'test-'."""
 from __future__ import annotations
 
+import time
+
 import torch
 
 from benchmark.dataset import Dataset
@@ -43,14 +45,15 @@ class Blobs(Dataset):
 @detectors.register("test-template", summary="engine tests: squared deviation from the mean normal", version=1,
                     capabilities={"reconstructs"})
 class Template(Detector):
-    def __init__(self, fail_fit: bool = False, nan_scores: bool = False):
+    def __init__(self, fail_fit: bool = False, nan_scores: bool = False, fit_s: float = 0.0):
         super().__init__()
-        self.fail_fit, self.nan_scores = fail_fit, nan_scores
+        self.fail_fit, self.nan_scores, self.fit_s = fail_fit, nan_scores, fit_s
         self.gain = torch.nn.Parameter(torch.ones(()))
 
     def fit(self, train, val, *, train_groups, val_groups, seed, budget, progress=None):
         if self.fail_fit:
             raise RuntimeError("deliberately broken detector")
+        time.sleep(self.fit_s)  # a slow training, for scheduling tests
         # what the engine's precision did to training's forward passes
         autocast = torch.is_autocast_enabled(train.device.type)
         return {"epochs": 0, "autocast": str(torch.get_autocast_dtype(train.device.type)) if autocast else None}

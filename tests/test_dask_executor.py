@@ -67,6 +67,29 @@ def test_a_killed_worker_loses_only_its_cell_which_is_retried_once(tmp_path, clu
     assert lb.set_index("explainer").loc["error_map", "relevance_mass_accuracy.mean"] > 0.5
 
 
+def test_a_trained_detector_is_evaluated_while_another_still_trains(tmp_path, cluster):
+    """No barrier between training and evaluation: an evaluate cell is submitted once its own train cell is
+    recorded, so the fast detector's cells finish on one worker while the slow detector trains on the other."""
+    order: list[str] = []
+
+    class Watched:
+        remote = True
+
+        def run(self, cells, ws, **kw):
+            for outcome in cluster.run(cells, ws, **kw):
+                order.append(outcome.record["label"])
+                yield outcome
+
+    text = SUITE.replace("seeds = [0, 1]", "seeds = [0]").replace(
+        "[detectors.test-template]", "[detectors.test-template]\n[detectors.test-scorer]\nfit_s = 8.0")
+    summary, folder, _ = run_suite_text(tmp_path, text, "pipelined", executor=Watched())
+    assert summary.failed == [] and summary.done == 2 + 5 and len(summary.skipped) == 1  # scorer has no error map
+    slow = order.index("train test-blobs / test-scorer / seed 0")
+    fast = [i for i, label in enumerate(order) if label.startswith("evaluate test-blobs / test-template /")]
+    assert len(fast) == 3 and max(fast) < slow, order
+    assert all(i > slow for i, label in enumerate(order) if "/ test-scorer / " in label and label.startswith("eval"))
+
+
 def test_executor_options_are_checked():
     with pytest.raises(BenchmarkError, match="options of --executor dask"):
         make_executor("local", workers=2)
