@@ -188,6 +188,20 @@ class DaskExecutor:
             self.client.cancel(list(futures.futures))
             raise
 
+    def map(self, fn: Callable[..., Any], items: list[tuple]) -> Iterator[tuple[tuple, Any]]:
+        """(item, `fn(*item, modules)`) for each item, computed on the workers, as each finishes (the driver's
+        data preparation: every split rendered in parallel)."""
+        from distributed import as_completed
+        modules = plugin_modules()
+        futures = {self.client.submit(fn, *item, modules, pure=False): item for item in items}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+                future.release()
+        except BaseException:
+            self.client.cancel(list(futures))
+            raise
+
     def close(self) -> None:
         self.client.close()
         if self._cluster is not None:

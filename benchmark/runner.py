@@ -85,7 +85,7 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
         report.plan(todo_train)
         report.plan(todo_eval)
         if executor.remote:  # workers only read the store: the driver renders and caches the data first
-            _prepare_data(ws, suite)
+            _prepare_data(ws, suite, executor)
             # a pool packs best when the longest cells start first (outcomes do not depend on the order)
             todo_train, todo_eval = longest_first(todo_train, report.weight), longest_first(todo_eval, report.weight)
         shares = _shared_interpreter(todo_eval)
@@ -126,17 +126,29 @@ def longest_first(cells: list, weight) -> list:
     return sorted(cells, key=lambda cell: -weight(cell.key))
 
 
-def _prepare_data(ws: Workspace, suite: Suite) -> None:
+def _prepare_data(ws: Workspace, suite: Suite, executor: Executor) -> None:
     """Render and cache every split of the suite's generated datasets, so workers find them in the store
-    (a dataset read from disk is read by each worker itself)."""
+    (a dataset read from disk is read by each worker itself). Splits not yet stored are rendered in parallel
+    on the executor's workers when it has a `map`, and written here."""
+    from .data_cache import cache_relpath, render_split
     from .variants import generation_config
+    stored, missing = [], []
     for config in suite.datasets:
         # a variant is derived from its base dataset's tables in each process (filtering is cheap, rendering
         # not); a difficulty sweep's is a generation of its own
         config = generation_config(config)
         if not config.variant and getattr(ws.dataset(config), "generated", False):
             for split in ("train", "test"):
-                ws.table(config, split)
+                done = (ws.store.root / cache_relpath(config, split)).is_file()
+                (stored if done else missing).append((config, split))
+    mapper = getattr(executor, "map", None)
+    if mapper is not None and len(missing) > 1:
+        for (config, split), blob in mapper(render_split, missing):
+            ws.store.write(cache_relpath(config, split), blob)
+    else:
+        stored += missing
+    for config, split in stored:  # read (or rendered) here: a damaged file is generated again by the writer
+        ws.table(config, split)
 
 
 def _shared_interpreter(cells: list[EvaluateCell]):

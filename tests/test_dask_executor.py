@@ -90,6 +90,41 @@ def test_a_trained_detector_is_evaluated_while_another_still_trains(tmp_path, cl
     assert all(i > slow for i, label in enumerate(order) if "/ test-scorer / " in label and label.startswith("eval"))
 
 
+def test_the_workers_render_the_missing_splits_and_the_driver_writes_them(tmp_path, cluster):
+    """A cold Dask run's data: every split not in the store is generated on the workers in parallel and written
+    by the driver, byte-identical to the file a local process stores."""
+    from benchmark.data_cache import cache_relpath
+    from benchmark.runner import _prepare_data
+    from benchmark.store import Store
+    from benchmark.suites import load_suite
+    from benchmark.workspace import Workspace
+
+    path = tmp_path / "gen.toml"
+    path.write_text(SUITE.replace("[datasets.test-blobs]", "[datasets.synthetic-planer]\nsize = 'tiny'"))
+    suite = load_suite(str(path))
+    config = suite.datasets[0]
+    rendered: list = []
+
+    class Counting:
+        remote = True
+
+        def map(self, fn, items):
+            rendered.extend(items)
+            yield from cluster.map(fn, items)
+
+    pooled = Workspace(Store(tmp_path / "pool"), torch.device("cpu"))
+    _prepare_data(pooled, suite, Counting())
+    assert sorted(split for _, split in rendered) == ["test", "train"]
+    local = Workspace(Store(tmp_path / "local"), torch.device("cpu"))
+    for split in ("train", "test"):
+        local.table(config, split)
+        relpath = cache_relpath(config, split)
+        assert (tmp_path / "pool" / relpath).read_bytes() == (tmp_path / "local" / relpath).read_bytes()
+    rendered.clear()
+    _prepare_data(pooled, suite, Counting())  # stored already: nothing rendered again
+    assert rendered == []
+
+
 def test_executor_options_are_checked():
     with pytest.raises(BenchmarkError, match="options of --executor dask"):
         make_executor("local", workers=2)
