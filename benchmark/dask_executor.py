@@ -70,6 +70,22 @@ def run_cell_task(kind: str, cell: Any, root: str, device: str, threads: int,
     return guarded(lambda c: fn(c, ws, None), cell)
 
 
+def render_split(config: Any, split: str, modules: tuple[str, ...] = ()) -> bytes:
+    """What a worker runs while the driver prepares a suite's data: one split of a generated dataset, packed as
+    `data_cache.cached_table` stores it, for the driver to write. (Here, not in `data_cache.py`: that module is
+    part of every cell's key, and how a split is scheduled does not change what is stored.)"""
+    import importlib
+
+    from .data_cache import _pack
+    from .dataset import load_table
+    from .registry import registry
+    from .store import checkpoint_bytes
+    for module in modules:
+        importlib.import_module(module)
+    dataset = registry("dataset").make(config.name, **config.params)
+    return checkpoint_bytes(_pack(load_table(dataset, split)))
+
+
 class DaskExecutor:
     remote = True
 

@@ -76,18 +76,6 @@ def cached_table(store: Store, config: PluginConfig, dataset: Dataset, split: st
     return table
 
 
-def render_split(config: PluginConfig, split: str, modules: tuple[str, ...] = ()) -> bytes:
-    """A split generated and packed as `cached_table` stores it, for the store's writer to write (what a Dask
-    worker runs while the driver prepares a suite's data). `modules` register plugins outside the entry points."""
-    import importlib
-
-    from .registry import registry
-    for module in modules:
-        importlib.import_module(module)
-    dataset = registry("dataset").make(config.name, **config.params)
-    return checkpoint_bytes(_pack(load_table(dataset, split)))
-
-
 def _pack(table: ClipTable) -> dict:
     out: dict = {"ids": list(table.ids), "meta": list(table.meta), "pcm": []}
     for name in TENSORS:

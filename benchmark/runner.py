@@ -130,7 +130,8 @@ def _prepare_data(ws: Workspace, suite: Suite, executor: Executor) -> None:
     """Render and cache every split of the suite's generated datasets, so workers find them in the store
     (a dataset read from disk is read by each worker itself). Splits not yet stored are rendered in parallel
     on the executor's workers when it has a `map`, and written here."""
-    from .data_cache import cache_relpath, render_split
+    from .dask_executor import render_split
+    from .data_cache import cache_relpath
     from .variants import generation_config
     stored, missing = [], []
     for config in suite.datasets:
