@@ -189,7 +189,6 @@ def test_difficulty_moves_detection_toward_chance():
     assert hard <= 0.75 and easy - hard >= 0.2
 
 
-
 def _planer_with_subtle_share(tmp_path, share: float):
     source = Path(__file__).resolve().parents[1] / "tasks" / "datasets" / "synthetic-planer.toml"
     text = source.read_text()
@@ -205,6 +204,7 @@ def test_a_subtle_share_renders_that_share_of_anomalies_weaker_and_leaves_normal
     normal = [p for p in none.plans if p.label == 0][:3]
     for plan in normal:  # normal clips draw nothing from the share
         assert torch.equal(none.render(plan).clip.waveform, every.render(plan).clip.waveform)
+
     def subtle(ds, plan) -> bool:
         return ds.render(plan).difficulty == 0.8  # the recipe's subtle_difficulty (its difficulty is below)
 
@@ -213,13 +213,14 @@ def test_a_subtle_share_renders_that_share_of_anomalies_weaker_and_leaves_normal
     assert 0 < sum(marks) < len(marks)
     assert all(subtle(every, p) for p in anomalous) and not any(subtle(none, p) for p in anomalous)
     weaker = 0
-    for plan, subtle in zip(anomalous, marks, strict=True):
+    for plan, marked in zip(anomalous, marks, strict=True):
         clear, faint, mixed = none.render(plan), every.render(plan), half.render(plan)
-        assert torch.equal(mixed.clip.waveform, (faint if subtle else clear).clip.waveform)
+        assert torch.equal(mixed.clip.waveform, (faint if marked else clear).clip.waveform)
         if [r.event for r in clear.records] == [r.event for r in faint.records]:  # the same draw, weaker
             weaker += 1
             assert all(x.amr_db > y.amr_db for x, y in zip(clear.records, faint.records, strict=True))
     assert weaker >= 2
+
 
 # ------------------------------------------------------------------------------------------------ recipes
 def test_recipe_and_parameter_errors(tmp_path):
