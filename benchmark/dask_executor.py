@@ -48,18 +48,23 @@ def plugin_modules() -> tuple[str, ...]:
     return tuple(sorted({p.factory.__module__ for r in REGISTRIES.values() for p in r.plugins()}))
 
 
+def import_plugins(modules: tuple[str, ...]) -> None:
+    """In a worker: import the modules that registered the driver's plugins (`plugin_modules`), so plugins the
+    driver registered outside the entry points exist here too."""
+    import importlib
+    for module in modules:
+        importlib.import_module(module)
+
+
 def run_cell_task(kind: str, cell: Any, root: str, device: str, threads: int,
                   modules: tuple[str, ...] = (), forward_bound: int | None = None) -> Outcome:
     """What a worker runs: one cell against the store at `root` (read only), its outcome returned. `modules`
     are imported first, so plugins the driver registered outside the entry points exist here too."""
-    import importlib
-
     import torch
 
     from .store import Store
     from .workspace import Workspace
-    for module in modules:
-        importlib.import_module(module)
+    import_plugins(modules)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     ws = _WORKSPACES.get((root, device, forward_bound))
@@ -74,14 +79,11 @@ def render_split(config: Any, split: str, modules: tuple[str, ...] = ()) -> byte
     """What a worker runs while the driver prepares a suite's data: one split of a generated dataset, packed as
     `data_cache.cached_table` stores it, for the driver to write. (Here, not in `data_cache.py`: that module is
     part of every cell's key, and how a split is scheduled does not change what is stored.)"""
-    import importlib
-
     from .data_cache import _pack
     from .dataset import load_table
     from .registry import registry
     from .store import checkpoint_bytes
-    for module in modules:
-        importlib.import_module(module)
+    import_plugins(modules)
     dataset = registry("dataset").make(config.name, **config.params)
     return checkpoint_bytes(_pack(load_table(dataset, split)))
 

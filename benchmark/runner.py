@@ -94,7 +94,8 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
             """An evaluate cell waits for its train cell and for the cell that trains an interpreter it shares."""
             if not isinstance(cell, EvaluateCell):
                 return ()
-            return (cell.train.key,) + ((shares(cell),) if shares(cell) else ())
+            first = shares(cell)
+            return (cell.train.key, first) if first else (cell.train.key,)
 
         def gate(cell) -> Outcome | None:
             """Once its train cell is recorded: an evaluate cell of a detector whose training failed, recorded as
