@@ -323,10 +323,11 @@ class ASTKNN(Detector):
             raise BenchmarkError(f"ast_knn got group labels {int(groups.min())}..{int(groups.max())} but was built "
                                  f"for n_groups={self.n_groups}: number the groups 0..n_groups-1")
         classifier = nn.ModuleDict({"ast": self.ast, "head": self.head})
+        # on the device once: each step's batch is then gathered there, with no host round trip per step
+        clips, groups = clips.to(device), groups.to(device)
 
         def loss_fn(index: torch.Tensor) -> torch.Tensor:
-            index = index.cpu()
-            x, y = clips[index].to(device), groups[index].to(device)
+            x, y = clips[index], groups[index]
             views = torch.cat([shift_mels(x, s) for s in self.mel_shifts])
             labels = torch.cat([y * len(self.mel_shifts) + i for i in range(len(self.mel_shifts))])
             return F.cross_entropy(self.head(self.embed(views)), labels)
