@@ -1,15 +1,23 @@
 """What a suite will cost before it runs: seconds per cell from measured reference rates.
 
-The rates (`cost_reference.json`) come from a measured `cost.csv` (by default the committed
-`leaderboards/quick/cost.csv`, 2 CPU cores of the project's reference machine), in three kinds:
+The rates (`cost_reference.json`) come from a measured run of a suite (by default the committed
+`leaderboards/quick`: its `cost.csv` and the store it was published from), on 2 CPU cores of the project's
+reference machine run as the README recommends (`--executor dask --workers 2 --threads 1`: two cells at a time,
+one core each, so a cell's seconds are its wall time over the two cells that share the machine). Kinds:
 - detector training: seconds per (epoch run x train clip x frame) per detector;
 - interpreter training (`lmac_td`, `lmac`, the EnCodec codec): seconds per (epoch run x training clip x
   frame) per (detector, explainer), from the cells that trained one (`fit_s`, `fit_clip_epochs`);
-- evaluation: seconds per (explained clip x frame) per (detector, explainer), interpreter training taken out.
+- each metric: seconds per (clip it scored x frame) per (detector, explainer), at the reference suite's metric
+  parameters (its own clip budget, `[metric_clips]`, decides how many clips it scored);
+- the rest of evaluation (explaining, the shared scoring pass, loading): seconds per (explained clip x frame)
+  per (detector, explainer).
 A suite's cells are priced by the same units: budget epochs (a cap: early stopping only makes it cheaper),
 the dataset's clip counts and frames per clip, the explainer's work parameters (samples, steps) and its
-training clip budget; an interpreter shared by several cells (the codec learns without the detector) is
-priced once. Plugins absent from the reference are priced at the median rate of their kind, and the
+training clip budget, each metric's clip budget and work parameters (steps, perturbation samples; a metric
+that re-runs the explainer, `REEXPLAINING`, also scales with the explainer's); an interpreter shared
+by several cells (the codec learns without the detector) is priced once. A metric the reference computed
+for some pair but not for this one does not apply to it (a synthesis metric on a gradient map) and costs
+nothing; a metric or plugin absent from the reference is priced at the median rate of its kind, and the
 estimate says so. The run uses these prices to print the suite's cost before it starts and to weight its ETA.
 
 GPU-hours come from FLOPs, not from these rates: each detector's FLOPs per time-frequency bin of a forward
@@ -22,8 +30,9 @@ FLOPs divided by a sustained rate (`--gpu-tflops`, an assumption the user states
 `tools/gpu_check.sh`) give the GPU-hours. Not counted: the interpreters' own networks, the EnCodec codec,
 element-wise work, and an AST+kNN bank larger than the reference run's.
 
-`python -m benchmark.estimate COST_CSV SUITE [RUNS]` rewrites the reference from a cost.csv and the suite it ran
-(and, given the run's store, the FLOPs of its detectors).
+`python -m benchmark.estimate COST_CSV SUITE RUNS [CELLS_AT_ONCE]` rewrites the reference from a run's cost.csv,
+the suite it ran and its store (metric seconds, detector FLOPs); CELLS_AT_ONCE (default 2) is how many cells
+shared the 2 cores.
 """
 from __future__ import annotations
 
@@ -40,6 +49,10 @@ from .suites import Suite
 REFERENCE_FILE = Path(__file__).with_name("cost_reference.json")
 # explainer parameters that multiply its work (samples, steps): rates scale by suite value / reference value
 WORK_PARAMS = ("n_samples", "nt_samples", "n_steps")
+# metric parameters that multiply a metric's work (cascade steps, deletion steps, perturbation samples)
+METRIC_WORK_PARAMS = ("n_steps", "n_perturb_samples")
+# metrics that run the explainer again per step or sample (`ctx.explain`): their work scales with the explainer's
+REEXPLAINING = ("randomisation_spearman", "randomisation_ssim", "sensitivity_max")
 VALIDATION_SHARE = 0.1  # of an interpreter's training clips, held out (see `_interpreter`, `_codec`)
 # fallback when a dataset cannot count its clips without reading them (data on disk)
 DEFAULT_COUNTS = {"train": 1000, "test": 200, "test_anomalous": 100, "frames": 313}
@@ -187,8 +200,46 @@ def _explained_clips(cell: EvaluateCell, n: dict[str, int]) -> int:
 
 
 def _evaluate_seconds(cell: EvaluateCell, n: dict[str, int], ref: dict[str, Any], unpriced: set[str]) -> float:
-    rate = _rate(ref["evaluate"], cell.train.detector.name, cell.explainer.name, unpriced)
-    return rate * _work_factor(cell, ref) * _explained_clips(cell, n) * n["frames"]
+    """Explaining and scoring the cell's clips, then each metric on its own clips; a reference without metric
+    rates prices the whole cell by the explained clips (its evaluate rate then includes the metrics)."""
+    pair_rate = _rate(ref["evaluate"], cell.train.detector.name, cell.explainer.name, unpriced)
+    work, clips = _work_factor(cell, ref), _explained_clips(cell, n)
+    seconds = pair_rate * work * clips * n["frames"]
+    if "metrics" not in ref:
+        return seconds
+    for metric in cell.metrics:
+        rate = _metric_rate(ref["metrics"], cell.train.detector.name, cell.explainer.name, metric.name, unpriced)
+        scored = clips if metric.max_clips is None else min(clips, metric.max_clips)
+        factor = _metric_work_factor(metric, ref) * (work if metric.name in REEXPLAINING else 1.0)
+        seconds += rate * factor * scored * n["frames"]
+    return seconds
+
+
+def _metric_rate(rates: dict[str, dict[str, float]], det: str, ex: str, metric: str, unpriced: set[str]) -> float:
+    """Seconds per scored clip and frame of `metric` in the (det, ex) cells: measured; else the median over the
+    explainer's measured pairs (over every pair when the explainer is not in the reference); 0 when the
+    reference computed the metric elsewhere but never for those pairs (it does not apply: a synthesis metric on
+    a gradient map); the median of every metric rate when the reference never computed it."""
+    if not any(metric in by_metric for by_metric in rates.values()):
+        unpriced.add(metric)
+        return statistics.median(r for by_metric in rates.values() for r in by_metric.values())
+    pair = rates.get(f"{det}/{ex}")
+    if pair is not None:
+        return pair.get(metric, 0.0)
+    same = [by_metric for k, by_metric in rates.items() if k.endswith(f"/{ex}")] or list(rates.values())
+    return statistics.median(by_metric.get(metric, 0.0) for by_metric in same)
+
+
+def _metric_work_factor(metric, ref: dict[str, Any]) -> float:
+    """How much more work the metric's parameters (steps, samples) ask than the reference run's."""
+    defaults = metric.plugin.defaults
+    factor = 1.0
+    for name in METRIC_WORK_PARAMS:
+        ref_value = ref.get("metric_params", {}).get(metric.name, {}).get(name, defaults.get(name))
+        value = metric.params.get(name, defaults.get(name))
+        if isinstance(value, (int, float)) and isinstance(ref_value, (int, float)) and ref_value > 0:
+            factor *= value / ref_value
+    return factor
 
 
 def _fit_clip_epochs(cell: EvaluateCell, n: dict[str, int]) -> float:
@@ -238,30 +289,78 @@ def _evaluate_flops(cell: EvaluateCell, n: dict[str, int], ref: dict[str, Any], 
             * (forward * per_pass["forward"] + backward * per_pass["backward_input"]))
 
 
-def build_reference(cost_csv: Path, suite: Suite) -> dict[str, Any]:
-    """Rates from a measured cost.csv of `suite` (per-cell wall seconds; detector epochs as run)."""
+def build_reference(cost_csv: Path, suite: Suite, store_dir: Path | None = None,
+                    cells_at_once: int = 2) -> dict[str, Any]:
+    """Rates from a measured run of `suite`: its cost.csv (detector epochs as run, interpreter fits) and, given
+    its store, each metric's seconds and scored clips (the evaluate rates are then what is left of each cell's
+    time). Wall seconds are divided by `cells_at_once`, the cells that shared the machine."""
     import pandas as pd
     cost = pd.read_csv(cost_csv)
     frames = {ds.label: dataset_counts(ds)["frames"] for ds in suite.datasets}
     train = cost[cost.cell == "train"]
     units = train.epochs * train.n_train * train.dataset.map(frames)
-    rates_train = (train.wall_s.groupby(train.detector).sum() / units.groupby(train.detector).sum()).to_dict()
+    rates_train = (train.wall_s.groupby(train.detector).sum() / cells_at_once
+                   / units.groupby(train.detector).sum()).to_dict()
     ev = cost[cost.cell == "evaluate"]
     fit_s = ev.fit_s.fillna(0.0)
-    pair = ev.detector + "/" + ev.explainer
-    units = ev.n_clips * ev.dataset.map(frames)
-    rates_eval = ((ev.wall_s - fit_s).groupby(pair).sum() / units.groupby(pair).sum()).to_dict()
     fitted = ev[fit_s > 0]
     units = fitted.fit_clip_epochs * fitted.dataset.map(frames)
     fit_pair = fitted.detector + "/" + fitted.explainer
-    rates_fit = (fitted.fit_s.groupby(fit_pair).sum() / units.groupby(fit_pair).sum()).to_dict()
-    return {"source": str(cost_csv), "machine": "2 CPU cores (AVX2), the project's reference machine",
-            "train": {k: float(v) for k, v in sorted(rates_train.items())},
-            "explainer_params": {e.name: {**{k: v for k, v in e.plugin.defaults.items() if k in WORK_PARAMS},
-                                          **{k: v for k, v in e.params.items() if k in WORK_PARAMS}}
-                                 for e in suite.explainers},
-            "fit": {k: float(v) for k, v in sorted(rates_fit.items())},
-            "evaluate": {k: float(v) for k, v in sorted(rates_eval.items())}}
+    rates_fit = (fitted.fit_s.groupby(fit_pair).sum() / cells_at_once / units.groupby(fit_pair).sum()).to_dict()
+    out = {"source": f"{cost_csv}" + (f" and the store {store_dir}" if store_dir else ""),
+           "machine": f"2 CPU cores (AVX2), the project's reference machine, {cells_at_once} cell(s) at a time",
+           "train": {k: float(v) for k, v in sorted(rates_train.items())},
+           "explainer_params": {e.name: {**{k: v for k, v in e.plugin.defaults.items() if k in WORK_PARAMS},
+                                         **{k: v for k, v in e.params.items() if k in WORK_PARAMS}}
+                                for e in suite.explainers},
+           "fit": {k: float(v) for k, v in sorted(rates_fit.items())}}
+    if store_dir is None:
+        pair = ev.detector + "/" + ev.explainer
+        units = ev.n_clips * ev.dataset.map(frames)
+        rates_eval = ((ev.wall_s - fit_s).groupby(pair).sum() / cells_at_once / units.groupby(pair).sum())
+        out["evaluate"] = {k: float(v) for k, v in sorted(rates_eval.to_dict().items())}
+        return out
+    out.update(_metric_rates(Path(store_dir), suite, frames, cells_at_once))
+    out["metric_params"] = {m.name: {k: v for k, v in {**m.plugin.defaults, **m.params}.items()
+                                     if k in METRIC_WORK_PARAMS} for m in suite.metrics}
+    return out
+
+
+def _metric_rates(store_dir: Path, suite: Suite, frames: dict[str, int], cells_at_once: int) -> dict[str, Any]:
+    """From the store of a run of `suite`: each metric's seconds per scored clip and frame per (detector,
+    explainer), and the rest of each evaluate cell (explaining, scoring) per explained clip and frame; cells
+    that reused stored metrics are left out of the rest (their wall time lacks those metrics)."""
+    import pandas as pd
+    _, evals = expand(suite)
+    metric_s: dict[str, dict[str, float]] = {}
+    metric_units: dict[str, dict[str, float]] = {}
+    rest_s: dict[str, float] = {}
+    rest_units: dict[str, float] = {}
+    for cell in evals:
+        path = store_dir / "cells" / cell.key / "cell.json"
+        if not path.is_file():
+            continue
+        record = json.loads(path.read_text())
+        if record.get("status") != "done":
+            continue  # skipped (the explainer does not apply) or failed
+        pair, n_frames = f"{record['detector']}/{record['explainer']}", frames[cell.train.dataset.label]
+        spent = 0.0
+        for name, key in zip((m.name for m in cell.metrics), cell.metric_keys, strict=True):
+            metric_dir = store_dir / "cells" / key
+            if not (metric_dir / "rows.parquet").is_file():
+                continue  # skipped (does not apply) or failed
+            seconds = json.loads((metric_dir / "cell.json").read_text())["cost"]["seconds"]
+            scored = pd.read_parquet(metric_dir / "rows.parquet", columns=["clip_id"]).clip_id.nunique()
+            metric_s.setdefault(pair, {})[name] = metric_s.get(pair, {}).get(name, 0.0) + seconds
+            metric_units.setdefault(pair, {})[name] = metric_units.get(pair, {}).get(name, 0.0) + scored * n_frames
+            spent += seconds
+        c = record["cost"]
+        if c.get("metrics_reused", 0) == 0:
+            rest_s[pair] = rest_s.get(pair, 0.0) + max(c["wall_s"] - c.get("fit_s", 0.0) - spent, 0.0)
+            rest_units[pair] = rest_units.get(pair, 0.0) + c["n_clips"] * n_frames
+    return {"evaluate": {p: rest_s[p] / cells_at_once / rest_units[p] for p in sorted(rest_s) if rest_units[p]},
+            "metrics": {p: {m: metric_s[p][m] / cells_at_once / metric_units[p][m] for m in sorted(metric_s[p])
+                            if metric_units[p][m]} for p in sorted(metric_s)}}
 
 
 def pass_reference(cost_csv: Path) -> dict[str, dict[str, float]]:
@@ -304,10 +403,11 @@ if __name__ == "__main__":
 
     from .suites import load_suite
     suite = load_suite(sys.argv[2])
-    data = build_reference(Path(sys.argv[1]), suite)
+    runs = Path(sys.argv[3])
+    data = build_reference(Path(sys.argv[1]), suite, runs, int(sys.argv[4]) if len(sys.argv) > 4 else 2)
     data["passes"] = pass_reference(Path(sys.argv[1]))
-    if len(sys.argv) > 3:
-        data["flops"] = flop_reference(Path(sys.argv[3]), suite)
-        data["flops_source"] = f"benchmark.flops.pass_flops on the trained detectors of {sys.argv[3]}"
+    data["passes_source"] = sys.argv[1]
+    data["flops"] = flop_reference(runs, suite)
+    data["flops_source"] = f"benchmark.flops.pass_flops on the trained detectors of {runs}"
     REFERENCE_FILE.write_text(json.dumps(data, indent=1) + "\n")
     print(REFERENCE_FILE)

@@ -102,3 +102,88 @@ def test_pass_reference_averages_cold_cells_by_their_clips(tmp_path):
     ref = pass_reference(path)
     assert ref == {"ae/saliency": {"forward": pytest.approx((7 * 10 + 11 * 30) / 40),
                                    "backward": pytest.approx((1 * 10 + 3 * 30) / 40)}}
+
+
+METRIC_SUITE = """
+name = "m"
+seeds = [0]
+metrics = ["ff", "randomisation_spearman", "infidelity", "agreement"]
+[metric_params.randomisation_spearman]
+n_steps = 6
+[metric_params.infidelity]
+n_perturb_samples = 2
+[metric_clips]
+sanity = 3
+[evaluate]
+max_clips = 8
+[datasets.synthetic-machines]
+size = "tiny"
+[detectors.ae]
+[detectors.dense_ae]
+[explainers.smoothgrad]
+nt_samples = 20
+[explainers.saliency]
+"""
+METRIC_REF = {"train": {"ae": 1e-4, "dense_ae": 1e-5}, "fit": {},
+              "explainer_params": {"smoothgrad": {"nt_samples": 10}},
+              "evaluate": {"ae/smoothgrad": 1e-3, "dense_ae/smoothgrad": 3e-3, "ae/saliency": 1e-4},
+              "metric_params": {"randomisation_spearman": {"n_steps": 2}, "infidelity": {"n_perturb_samples": 4}},
+              # agreement was measured on the codec's pair only: on a gradient map it does not apply
+              "metrics": {"ae/smoothgrad": {"ff": 1e-4, "randomisation_spearman": 5e-3, "infidelity": 2e-4},
+                          "dense_ae/smoothgrad": {"ff": 3e-4, "randomisation_spearman": 7e-3, "infidelity": 4e-4},
+                          "ae/encodec_latent": {"agreement": 9e-3}}}
+
+
+def test_each_metric_is_priced_on_its_own_clips_and_parameters(tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text(METRIC_SUITE)
+    suite = load_suite(str(path))
+    est = estimate_suite(suite, METRIC_REF)
+    _, evals = expand(suite)
+    from benchmark.estimate import dataset_counts
+    n = dataset_counts(suite.datasets[0])
+    clips, frames = min(8, n["test_anomalous"]), n["frames"]
+    assert clips > 3  # the sanity budget below is a real subset
+    by_cell = {(c.train.detector.name, c.explainer.name): est.seconds[c.key] for c in evals}
+    work = 20 / 10  # smoothgrad's samples against the reference's
+    expected = frames * (1e-3 * work * clips                    # explaining and scoring, every explained clip
+                         + 1e-4 * clips                          # ff: every clip, no work parameter
+                         + 5e-3 * (6 / 2) * work * 3             # re-explains: its steps and the explainer's work,
+                         + 2e-4 * (2 / 4) * clips)               # on its 3 clips; infidelity: its samples only
+    assert by_cell[("ae", "smoothgrad")] == pytest.approx(expected)
+    # an explainer the metric rates never saw: each metric at its median over every pair (agreement: 0, as on
+    # two of the three), the pair's own evaluate rate kept
+    assert by_cell[("ae", "saliency")] == pytest.approx(frames * (1e-4 * clips + 1e-4 * clips + 5e-3 * 3 * 3
+                                                                  + 2e-4 * 0.5 * clips))
+    assert by_cell[("dense_ae", "smoothgrad")] > by_cell[("ae", "smoothgrad")]
+    assert not est.unpriced
+
+
+def test_a_metric_the_reference_never_ran_is_priced_at_the_median_and_named(tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text(METRIC_SUITE.replace('"agreement"', '"deletion_auc"'))
+    suite = load_suite(str(path))
+    est = estimate_suite(suite, METRIC_REF)
+    assert est.unpriced == {"deletion_auc"}
+    assert "no measured rate for deletion_auc" in est.summary("cpu")
+
+
+def _reaches_explain(fn, seen=None) -> bool:
+    """Whether `fn`, or a first-party function it calls by name, runs the explainer (`ctx.explain`)."""
+    import inspect
+    seen = set() if seen is None else seen
+    if fn in seen:
+        return False
+    seen.add(fn)
+    if "ctx.explain" in inspect.getsource(fn):
+        return True
+    called = (fn.__globals__.get(name) for name in fn.__code__.co_names)
+    return any(_reaches_explain(g, seen) for g in called
+               if inspect.isfunction(g) and g.__module__.startswith("benchmark."))
+
+
+def test_the_reexplaining_metrics_are_those_that_call_the_explainer():
+    from benchmark.estimate import REEXPLAINING
+    from benchmark.registry import registry
+    calls = {name for name in registry("metric").names() if _reaches_explain(registry("metric").get(name).factory)}
+    assert calls == set(REEXPLAINING)
