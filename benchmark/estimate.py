@@ -304,9 +304,11 @@ def build_reference(cost_csv: Path, suite: Suite, store_dir: Path | None = None,
     ev = cost[cost.cell == "evaluate"]
     fit_s = ev.fit_s.fillna(0.0)
     fitted = ev[fit_s > 0]
-    units = fitted.fit_clip_epochs * fitted.dataset.map(frames)
-    fit_pair = fitted.detector + "/" + fitted.explainer
-    rates_fit = (fitted.fit_s.groupby(fit_pair).sum() / cells_at_once / units.groupby(fit_pair).sum()).to_dict()
+    rates_fit = {}
+    if not fitted.empty:  # a run without trained interpreters has no fit rates
+        units = fitted.fit_clip_epochs * fitted.dataset.map(frames).astype(float)
+        fit_pair = fitted.detector + "/" + fitted.explainer
+        rates_fit = (fitted.fit_s.groupby(fit_pair).sum() / cells_at_once / units.groupby(fit_pair).sum()).to_dict()
     out = {"source": f"{cost_csv}" + (f" and the store {store_dir}" if store_dir else ""),
            "machine": f"2 CPU cores (AVX2), the project's reference machine, {cells_at_once} cell(s) at a time",
            "train": {k: float(v) for k, v in sorted(rates_train.items())},

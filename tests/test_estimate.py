@@ -187,3 +187,38 @@ def test_the_reexplaining_metrics_are_those_that_call_the_explainer():
     from benchmark.registry import registry
     calls = {name for name in registry("metric").names() if _reaches_explain(registry("metric").get(name).factory)}
     assert calls == set(REEXPLAINING)
+
+
+def test_a_reference_built_from_a_run_prices_that_runs_evaluation_as_it_went(tmp_path):
+    """Rates from a run's cost.csv and store (each metric's seconds on its clips, the rest per explained clip)
+    give back the run's own evaluate seconds, cell by cell."""
+    import pandas as pd
+
+    import tests.engine_plugins  # noqa: F401  (registers the test plugins)
+    from benchmark.estimate import build_reference
+    from tests.engine_plugins import run_suite_text
+    text = """
+name = "r"
+seeds = [0]
+metrics = ["test-band-mass", "ff"]
+[metric_clips]
+ff = 2
+[evaluate]
+max_clips = 4
+batch_size = 2
+[datasets.test-blobs]
+[detectors.test-template]
+[explainers.error_map]
+[explainers.random]
+"""
+    summary, folder, path = run_suite_text(tmp_path, text)
+    assert summary.failed == []
+    suite = load_suite(str(path))
+    ref = build_reference(folder / "cost.csv", suite, tmp_path / "runs", cells_at_once=1)
+    assert set(ref["metrics"]["test-template/error_map"]) == {"test-band-mass", "ff"}
+    assert ref["metric_params"]["ff"] == {}
+    est = estimate_suite(suite, ref)
+    cost = pd.read_csv(folder / "cost.csv")
+    measured = cost[cost.cell == "evaluate"].set_index("explainer").wall_s
+    _, evals = expand(suite)
+    assert {c.explainer.name: est.seconds[c.key] for c in evals} == pytest.approx(measured.to_dict(), rel=1e-6)
