@@ -278,15 +278,26 @@ def _train_flops(cell: TrainCell, n: dict[str, int], flops: dict[str, Any], unpr
 def _evaluate_flops(cell: EvaluateCell, n: dict[str, int], ref: dict[str, Any], unpriced: set[str]) -> float:
     """Detector FLOPs of explaining and scoring the cell's clips: the reference run's passes per clip of the
     (detector, explainer) pair (else the explainer's median over detectors, else every pair's), scaled by the
-    explainer's work parameters."""
-    per_pass = _detector_flops(ref["flops"], cell.train.detector.name, unpriced)
+    explainer's work parameters; with per-metric passes in the reference, each metric's passes per clip it
+    scored on its own clip budget and work factor, as `_evaluate_seconds` prices its seconds."""
+    det, ex = cell.train.detector.name, cell.explainer.name
+    per_pass = _detector_flops(ref["flops"], det, unpriced)
     passes = ref.get("passes", {})
-    forward = _rate({k: v["forward"] for k, v in passes.items()} or {"-/-": 1.0}, cell.train.detector.name,
-                    cell.explainer.name, unpriced)
-    backward = _rate({k: v["backward"] for k, v in passes.items()} or {"-/-": 0.0}, cell.train.detector.name,
-                     cell.explainer.name, unpriced)
-    return (_work_factor(cell, ref) * _explained_clips(cell, n) * n["bins"]
-            * (forward * per_pass["forward"] + backward * per_pass["backward_input"]))
+    forward = _rate({k: v["forward"] for k, v in passes.items()} or {"-/-": 1.0}, det, ex, unpriced)
+    backward = _rate({k: v["backward"] for k, v in passes.items()} or {"-/-": 0.0}, det, ex, unpriced)
+    work, clips = _work_factor(cell, ref), _explained_clips(cell, n)
+    flops = work * clips * n["bins"] * (forward * per_pass["forward"] + backward * per_pass["backward_input"])
+    if "metric_passes" not in ref:
+        return flops
+    by_kind = {kind: {p: {m: v[kind] for m, v in ms.items()} for p, ms in ref["metric_passes"].items()}
+               for kind in ("forward", "backward")}
+    for metric in cell.metrics:
+        scored = clips if metric.max_clips is None else min(clips, metric.max_clips)
+        factor = _metric_work_factor(metric, ref) * (work if metric.name in REEXPLAINING else 1.0)
+        f = _metric_rate(by_kind["forward"], det, ex, metric.name, unpriced)
+        b = _metric_rate(by_kind["backward"], det, ex, metric.name, unpriced)
+        flops += factor * scored * n["bins"] * (f * per_pass["forward"] + b * per_pass["backward_input"])
+    return flops
 
 
 def build_reference(cost_csv: Path, suite: Suite, store_dir: Path | None = None,
@@ -321,6 +332,7 @@ def build_reference(cost_csv: Path, suite: Suite, store_dir: Path | None = None,
         units = ev.n_clips * ev.dataset.map(frames)
         rates_eval = ((ev.wall_s - fit_s).groupby(pair).sum() / cells_at_once / units.groupby(pair).sum())
         out["evaluate"] = {k: float(v) for k, v in sorted(rates_eval.to_dict().items())}
+        out["passes"] = pass_reference(cost_csv)
         return out
     out.update(_metric_rates(Path(store_dir), suite, frames, cells_at_once))
     out["metric_params"] = {m.name: {k: v for k, v in {**m.plugin.defaults, **m.params}.items()
@@ -329,15 +341,16 @@ def build_reference(cost_csv: Path, suite: Suite, store_dir: Path | None = None,
 
 
 def _metric_rates(store_dir: Path, suite: Suite, frames: dict[str, int], cells_at_once: int) -> dict[str, Any]:
-    """From the store of a run of `suite`: each metric's seconds per scored clip and frame per (detector,
-    explainer), and the rest of each evaluate cell (explaining, scoring) per explained clip and frame; cells
-    that reused stored metrics are left out of the rest (their wall time lacks those metrics)."""
+    """From the store of a run of `suite`, per (detector, explainer): each metric's seconds per scored clip and
+    frame and its detector passes per scored clip; the rest of each evaluate cell (explaining, scoring) in
+    seconds per explained clip and frame, and its passes per explained clip. Cells that reused stored metrics
+    are left out of the rest's seconds (their wall time lacks those metrics), cells that reused a stored
+    explanation out of the rest's passes (a cold run explains)."""
     import pandas as pd
     _, evals = expand(suite)
-    metric_s: dict[str, dict[str, float]] = {}
-    metric_units: dict[str, dict[str, float]] = {}
-    rest_s: dict[str, float] = {}
-    rest_units: dict[str, float] = {}
+    # pair -> metric -> [seconds, forward, backward, scored clips, scored clips x frames]
+    metric: dict[str, dict[str, list[float]]] = {}
+    rest: dict[str, list[float]] = {}  # pair -> [seconds, explained clips, forward, backward, clips of passes]
     for cell in evals:
         path = store_dir / "cells" / cell.key / "cell.json"
         if not path.is_file():
@@ -345,24 +358,36 @@ def _metric_rates(store_dir: Path, suite: Suite, frames: dict[str, int], cells_a
         record = json.loads(path.read_text())
         if record.get("status") != "done":
             continue  # skipped (the explainer does not apply) or failed
-        pair, n_frames = f"{record['detector']}/{record['explainer']}", frames[cell.train.dataset.label]
+        pair, n_frames, c = f"{record['detector']}/{record['explainer']}", frames[cell.train.dataset.label], \
+            record["cost"]
         spent = 0.0
         for name, key in zip((m.name for m in cell.metrics), cell.metric_keys, strict=True):
             metric_dir = store_dir / "cells" / key
             if not (metric_dir / "rows.parquet").is_file():
                 continue  # skipped (does not apply) or failed
-            seconds = json.loads((metric_dir / "cell.json").read_text())["cost"]["seconds"]
+            cost = json.loads((metric_dir / "cell.json").read_text())["cost"]
             scored = pd.read_parquet(metric_dir / "rows.parquet", columns=["clip_id"]).clip_id.nunique()
-            metric_s.setdefault(pair, {})[name] = metric_s.get(pair, {}).get(name, 0.0) + seconds
-            metric_units.setdefault(pair, {})[name] = metric_units.get(pair, {}).get(name, 0.0) + scored * n_frames
-            spent += seconds
-        c = record["cost"]
+            sums = metric.setdefault(pair, {}).setdefault(name, [0.0, 0.0, 0.0, 0.0, 0.0])
+            # a metric's passes are recorded per clip of its cell
+            for i, value in enumerate((cost["seconds"], cost["forward"] * c["n_clips"],
+                                       cost["backward"] * c["n_clips"], scored, scored * n_frames)):
+                sums[i] += value
+            spent += cost["seconds"]
+        sums = rest.setdefault(pair, [0.0, 0.0, 0.0, 0.0, 0.0])
         if c.get("metrics_reused", 0) == 0:
-            rest_s[pair] = rest_s.get(pair, 0.0) + max(c["wall_s"] - c.get("fit_s", 0.0) - spent, 0.0)
-            rest_units[pair] = rest_units.get(pair, 0.0) + c["n_clips"] * n_frames
-    return {"evaluate": {p: rest_s[p] / cells_at_once / rest_units[p] for p in sorted(rest_s) if rest_units[p]},
-            "metrics": {p: {m: metric_s[p][m] / cells_at_once / metric_units[p][m] for m in sorted(metric_s[p])
-                            if metric_units[p][m]} for p in sorted(metric_s)}}
+            sums[0] += max(c["wall_s"] - c.get("fit_s", 0.0) - spent, 0.0)
+            sums[1] += c["n_clips"] * n_frames
+        if c.get("explanation") != "stored":
+            sums[2] += (c.get("explainer_forward", 0.0) + c.get("score_forward", 0.0)) * c["n_clips"]
+            sums[3] += c.get("explainer_backward", 0.0) * c["n_clips"]
+            sums[4] += c["n_clips"]
+    return {"evaluate": {p: r[0] / cells_at_once / r[1] for p, r in sorted(rest.items()) if r[1]},
+            "passes": {p: {"forward": r[2] / r[4], "backward": r[3] / r[4]} for p, r in sorted(rest.items())
+                       if r[4]},
+            "metrics": {p: {m: v[0] / cells_at_once / v[4] for m, v in sorted(ms.items()) if v[4]}
+                        for p, ms in sorted(metric.items())},
+            "metric_passes": {p: {m: {"forward": v[1] / v[3], "backward": v[2] / v[3]} for m, v in sorted(ms.items())
+                                  if v[3]} for p, ms in sorted(metric.items())}}
 
 
 def pass_reference(cost_csv: Path) -> dict[str, dict[str, float]]:
@@ -400,6 +425,15 @@ def flop_reference(store_dir: Path, suite: Suite) -> dict[str, dict[str, float]]
             for name, runs in sorted(found.items())}
 
 
+def _rounded(value: Any) -> Any:
+    """Rates to 5 significant digits: measured on a shared machine, the rest is noise (and file size)."""
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, float):
+        return float(f"{value:.5g}")
+    return value
+
+
 if __name__ == "__main__":
     import sys
 
@@ -407,9 +441,8 @@ if __name__ == "__main__":
     suite = load_suite(sys.argv[2])
     runs = Path(sys.argv[3])
     data = build_reference(Path(sys.argv[1]), suite, runs, int(sys.argv[4]) if len(sys.argv) > 4 else 2)
-    data["passes"] = pass_reference(Path(sys.argv[1]))
-    data["passes_source"] = sys.argv[1]
+    data["passes_source"] = f"{runs}: the explainer's and scoring passes per explained clip, each metric's per clip"
     data["flops"] = flop_reference(runs, suite)
     data["flops_source"] = f"benchmark.flops.pass_flops on the trained detectors of {runs}"
-    REFERENCE_FILE.write_text(json.dumps(data, indent=1) + "\n")
+    REFERENCE_FILE.write_text(json.dumps(_rounded(data), indent=1) + "\n")
     print(REFERENCE_FILE)

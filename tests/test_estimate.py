@@ -217,8 +217,16 @@ batch_size = 2
     ref = build_reference(folder / "cost.csv", suite, tmp_path / "runs", cells_at_once=1)
     assert set(ref["metrics"]["test-template/error_map"]) == {"test-band-mass", "ff"}
     assert ref["metric_params"]["ff"] == {}
-    est = estimate_suite(suite, ref)
+    unit = {"forward": 1.0, "backward_input": 10.0, "backward_train": 100.0}  # FLOPs per bin: count the passes
+    est = estimate_suite(suite, {**ref, "flops": {"test-template": unit}})
     cost = pd.read_csv(folder / "cost.csv")
-    measured = cost[cost.cell == "evaluate"].set_index("explainer").wall_s
+    ev = cost[cost.cell == "evaluate"].set_index("explainer")
     _, evals = expand(suite)
-    assert {c.explainer.name: est.seconds[c.key] for c in evals} == pytest.approx(measured.to_dict(), rel=1e-6)
+    assert {c.explainer.name: est.seconds[c.key] for c in evals} == pytest.approx(ev.wall_s.to_dict(), rel=1e-6)
+    # and the detector passes it ran: the explainer's, the scoring pass and each metric's, per clip of the cell
+    from benchmark.estimate import dataset_counts
+    bins = dataset_counts(suite.datasets[0])["bins"]
+    passes = (ev.explainer_forward + ev.score_forward + ev.metric_forward
+              + 10.0 * (ev.explainer_backward + ev.metric_backward)) * ev.n_clips * bins
+    assert ev.metric_forward.min() > 0  # the metrics ran the detector: their passes are in the sum
+    assert {c.explainer.name: est.flops[c.key] for c in evals} == pytest.approx(passes.to_dict(), rel=1e-6)
