@@ -222,11 +222,12 @@ batch_size = 2
     cost = pd.read_csv(folder / "cost.csv")
     ev = cost[cost.cell == "evaluate"].set_index("explainer")
     _, evals = expand(suite)
-    assert {c.explainer.name: est.seconds[c.key] for c in evals} == pytest.approx(ev.wall_s.to_dict(), rel=1e-6)
+    # (cost.csv holds 6 significant digits; the reference reads the store's full ones)
+    assert {c.explainer.name: est.seconds[c.key] for c in evals} == pytest.approx(ev.wall_s.to_dict(), rel=1e-4)
     # and the detector passes it ran: the explainer's, the scoring pass and each metric's, per clip of the cell
     from benchmark.estimate import dataset_counts
     bins = dataset_counts(suite.datasets[0])["bins"]
     passes = (ev.explainer_forward + ev.score_forward + ev.metric_forward
               + 10.0 * (ev.explainer_backward + ev.metric_backward)) * ev.n_clips * bins
     assert ev.metric_forward.min() > 0  # the metrics ran the detector: their passes are in the sum
-    assert {c.explainer.name: est.flops[c.key] for c in evals} == pytest.approx(passes.to_dict(), rel=1e-6)
+    assert {c.explainer.name: est.flops[c.key] for c in evals} == pytest.approx(passes.to_dict(), rel=1e-4)
