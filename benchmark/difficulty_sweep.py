@@ -1,10 +1,11 @@
 """The difficulty sweep's table and figure, from a published suite's detector results.
 
 A suite's `difficulty_sweep` (see `benchmark/variants.py`) trains and scores its detectors on the synthetic data
-generated again at each difficulty (0 = obvious anomalies, 1 = about chance). `difficulty_table` —
-`difficulty_sweep.csv`: the pooled test AUC and pAUC of every detector at every difficulty, beside its AUC on the
-suite's own dataset (the recipe's default difficulty); `difficulty_figure` plots AUC against difficulty, chance
-dotted. None when the suite swept nothing.
+generated again at each difficulty (0 = obvious anomalies, 1 = the faintest the generator renders: each anomaly
+still dominates at least one time-frequency bin, so a detector that finds that bin stays above chance).
+`difficulty_table` — `difficulty_sweep.csv`: the pooled test AUC and pAUC of every detector at every
+difficulty, beside its AUC on the suite's own dataset (the recipe's default difficulty); `difficulty_figure` plots
+AUC against difficulty, chance dotted. None when the suite swept nothing.
 """
 from __future__ import annotations
 

@@ -354,7 +354,9 @@ def difficulty_blocks(table: pd.DataFrame | None, pics: list[Path], rel) -> list
     hardest = table[table["difficulty"] == levels[-1]]
     blocks = [Block("h3", "Difficulty sweep (difficulty_sweep.csv)"),
               Block("p", f"Every detector re-trained on the data generated again at each difficulty (0 = obvious "
-                         f"anomalies, 1 = about chance), pooled test AUC, one training per level and seed. At "
+                         f"anomalies, 1 = the faintest the generator renders: each anomaly still dominates at "
+                         f"least one time-frequency bin, its ground truth, so 1 is not chance for a detector "
+                         f"that finds such a bin), pooled test AUC, one training per level and seed. At "
                          f"difficulty {levels[-1]:g} the AUCs run from {fmt(hardest['auc'].min())} to "
                          f"{fmt(hardest['auc'].max())} (chance 0.5)."),
               Block("table", table=Table(["dataset", "detector", *(f"d = {v:g}" for v in levels),
