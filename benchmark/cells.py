@@ -127,7 +127,7 @@ def _clips_of(explainer: PluginConfig, settings: dict[str, Any], default: tuple[
 def expand(suite: Suite) -> tuple[list[TrainCell], list[EvaluateCell]]:
     """Every (dataset, detector, seed) train cell and every (…, explainer) evaluate cell, in suite order; a
     dataset variant with `only_detectors` trains only those, a `train_only` one (the filter sweep) explains
-    nothing."""
+    nothing, and a seed outside the suite's `[evaluate] seeds` trains and scores only."""
     trains, evals = [], []
     evaluate = tuple(sorted(suite.evaluate.items()))
     for ds in suite.datasets:
@@ -137,7 +137,7 @@ def expand(suite: Suite) -> tuple[list[TrainCell], list[EvaluateCell]]:
             for seed in suite.seeds:
                 t = TrainCell(ds, det, seed, suite.precision)
                 trains.append(t)
-                if ds.train_only:
+                if ds.train_only or not suite.explained(seed):
                     continue
                 evals.extend(EvaluateCell(t, ex, suite.metrics, _clips_of(ex, suite.evaluate, evaluate))
                              for ex in suite.explainers

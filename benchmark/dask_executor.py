@@ -79,13 +79,12 @@ def render_split(config: Any, split: str, modules: tuple[str, ...] = ()) -> byte
     """What a worker runs while the driver prepares a suite's data: one split of a generated dataset, packed as
     `data_cache.cached_table` stores it, for the driver to write. (Here, not in `data_cache.py`: that module is
     part of every cell's key, and how a split is scheduled does not change what is stored.)"""
-    from .data_cache import _pack
+    from .data_cache import packed_table
     from .dataset import load_table
     from .registry import registry
-    from .store import checkpoint_bytes
     import_plugins(modules)
     dataset = registry("dataset").make(config.name, **config.params)
-    return checkpoint_bytes(_pack(load_table(dataset, split)))
+    return packed_table(load_table(dataset, split))
 
 
 class DaskExecutor:

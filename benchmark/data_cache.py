@@ -72,8 +72,13 @@ def cached_table(store: Store, config: PluginConfig, dataset: Dataset, split: st
         except (DamagedFile, KeyError, TypeError, ValueError) as exc:
             notice(f"cached data '{path}' is unreadable ({exc}): generating it again")
     table = load_table(dataset, split)
-    store.write(relpath, checkpoint_bytes(_pack(table)))
+    store.write(relpath, packed_table(table))
     return table
+
+
+def packed_table(table: ClipTable) -> bytes:
+    """A split's table as the cache stores it (the bytes a driver writes for a worker that rendered it)."""
+    return checkpoint_bytes(_pack(table))
 
 
 def _pack(table: ClipTable) -> dict:

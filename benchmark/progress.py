@@ -89,8 +89,10 @@ class RunProgress:
         if self._inner is not None:
             self._inner.set_postfix_str(message)
 
-    def finish(self, key: str, label: str, status: str, computed: bool = True) -> None:
-        """One cell ended (`computed`: it ran in this process and its time counts for the ETA)."""
+    def finish(self, key: str, label: str, status: str, computed: bool = True, took_s: float | None = None) -> None:
+        """One cell ended (`computed`: it ran in this process and its time counts for the ETA; `took_s`: its own
+        wall time as it recorded it, which the line shows; the ETA counts the time between events, which on a
+        pool of workers is not one cell's)."""
         now = time.monotonic()
         # cells run elsewhere (a cluster) have no start here: the time since the previous event stands in
         began = self._started if self._started is not None else self._last
@@ -108,7 +110,7 @@ class RunProgress:
             self._close_inner()
         if self.mode == "lines":
             width = len(str(self.total))
-            took = f" in {clock(seconds)}" if computed else ""
+            took = f" in {clock(took_s if took_s is not None else seconds)}" if computed else ""
             print(f"[{self.finished:>{width}}/{self.total}] {status:<7} cell {label}{took}{self._eta()}",
                   file=self.stream, flush=True)
 

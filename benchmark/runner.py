@@ -64,7 +64,8 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
             summary.skipped.append(f"{outcome.record['label']}: {outcome.record['reason']}")
         else:
             summary.failed.append(f"{outcome.record['label']}: {outcome.record.get('reason', 'failed')}")
-        report.finish(outcome.key, outcome.record["label"], status, computed=outcome.key in computed)
+        report.finish(outcome.key, outcome.record["label"], status, computed=outcome.key in computed,
+                      took_s=outcome.record.get("cost", {}).get("wall_s"))
 
     def started(cell) -> None:
         computed.add(cell.key)

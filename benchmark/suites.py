@@ -11,6 +11,8 @@ A suite file::
     robustness = 16                          # subset of the cell's clips (localisation keeps all of them)
     [evaluate]                               # which test clips get explained, and in what batches
     clips = "anomalous"                      # "anomalous" | "all"
+    seeds = [0, 1, 2]                        # the detector seeds explained (default: all); the others train
+                                             # and score only (detector claims over seeds, at the cost of training)
     max_clips = 6                            # per dataset, chosen by a seeded shuffle
     batch_size = 8
     [datasets.synthetic-machines]            # a table of dataset params
@@ -122,6 +124,11 @@ class Suite:
     files: tuple[Path, ...] = ()
     # of detector and explainer forward passes (`benchmark.compute`): "fp32" or "bf16"; part of every cell key
     precision: str = "fp32"
+    # the detector seeds whose detectors are explained (`[evaluate] seeds`); None: every seed
+    explain_seeds: tuple[int, ...] | None = None
+
+    def explained(self, seed: int) -> bool:
+        return self.explain_seeds is None or seed in self.explain_seeds
 
     def file_hash(self) -> str:
         if len(self.files) <= 1:
@@ -201,10 +208,7 @@ def load_suite(suite: str) -> Suite:
         if not isinstance(raw.get(key), dict) or not raw[key]:
             raise BenchmarkError(f"suite file '{path}' needs a non-empty [{key}.NAME] table")
     name = check_name(raw.get("name", path.stem), f"suite file '{path}': name")
-    seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(_is_int(s) and s >= 0 for s in seeds):
-        raise BenchmarkError(f"suite file '{path}': seeds must be a non-empty list of non-negative integers")
-    seeds = list(dict.fromkeys(seeds))  # a repeated seed would run and count every cell twice
+    seeds = _seed_list(raw.get("seeds", [0]), f"suite file '{path}': seeds")
     precision = raw.get("precision", "fp32")
     if precision not in PRECISIONS:
         raise BenchmarkError(f"suite file '{path}': precision must be one of {', '.join(PRECISIONS)}, "
@@ -212,10 +216,17 @@ def load_suite(suite: str) -> Suite:
     evaluate = dict(EVALUATE_KEYS)
     if not isinstance(raw.get("evaluate", {}), dict):
         raise BenchmarkError(f"suite file '{path}': [evaluate] must be a table")
-    extra = set(raw.get("evaluate", {})) - set(EVALUATE_KEYS)
+    extra = set(raw.get("evaluate", {})) - set(EVALUATE_KEYS) - {"seeds"}
     if extra:
         raise BenchmarkError(f"suite file '{path}': unknown [evaluate] key(s) {', '.join(sorted(extra))}")
     evaluate.update(raw.get("evaluate", {}))
+    explain_seeds = evaluate.pop("seeds", None)
+    if explain_seeds is not None:
+        explain_seeds = _seed_list(explain_seeds, f"suite file '{path}': [evaluate] seeds")
+        outside = [s for s in explain_seeds if s not in seeds]
+        if outside:
+            raise BenchmarkError(f"suite file '{path}': [evaluate] seeds {outside} are not among the suite's "
+                                 f"seeds {seeds}: explained seeds are a subset of the trained ones")
     if evaluate["clips"] not in ("anomalous", "all"):
         raise BenchmarkError(f"suite file '{path}': [evaluate] clips must be 'anomalous' or 'all'")
     for key, least in EVALUATE_LEAST.items():
@@ -234,7 +245,14 @@ def load_suite(suite: str) -> Suite:
         metrics=tuple(_metric_configs(raw.get("metrics", "all"), raw.get("metric_params", {}),
                                       raw.get("metric_clips", {}), path)),
         evaluate=evaluate, files=files, precision=precision,
+        explain_seeds=tuple(explain_seeds) if explain_seeds is not None else None,
     )
+
+
+def _seed_list(seeds: Any, what: str) -> list[int]:
+    if not isinstance(seeds, list) or not seeds or not all(_is_int(s) and s >= 0 for s in seeds):
+        raise BenchmarkError(f"{what} must be a non-empty list of non-negative integers")
+    return list(dict.fromkeys(seeds))  # a repeated seed would run and count every cell twice
 
 
 def _configs(kind: str, table: dict[str, Any], path: Path, *, trained: bool) -> list[PluginConfig]:
@@ -367,7 +385,9 @@ def check_datasets(suite: Suite) -> None:
 
 def narrow(suite: Suite, *, datasets: list[str] | None = None, detectors: list[str] | None = None,
            explainers: list[str] | None = None, seeds: list[int] | None = None) -> Suite:
-    """Keep only the named plugins/seeds (CLI filters); every name must be registered and in the suite."""
+    """Keep only the named plugins/seeds (CLI filters); every name must be registered and in the suite. The
+    rest of the suite (precision, explained seeds, evaluate settings) is kept as it is."""
+    from dataclasses import replace
 
     def keep(kind: str, configs: tuple[PluginConfig, ...], names: list[str] | None) -> tuple[PluginConfig, ...]:
         if not names:
@@ -383,13 +403,10 @@ def narrow(suite: Suite, *, datasets: list[str] | None = None, detectors: list[s
         missing = [s for s in seeds if s not in suite.seeds]
         if missing:
             raise BenchmarkError(f"seed(s) {missing} not in suite {suite.name!r} (it has: {list(suite.seeds)})")
-    return Suite(
-        name=suite.name, path=suite.path, seeds=tuple(seeds) if seeds else suite.seeds,
-        datasets=keep("dataset", suite.datasets, datasets),
-        detectors=keep("detector", suite.detectors, detectors),
-        explainers=keep("explainer", suite.explainers, explainers),
-        metrics=suite.metrics, evaluate=suite.evaluate, files=suite.files,
-    )
+    return replace(suite, seeds=tuple(seeds) if seeds else suite.seeds,
+                   datasets=keep("dataset", suite.datasets, datasets),
+                   detectors=keep("detector", suite.detectors, detectors),
+                   explainers=keep("explainer", suite.explainers, explainers))
 
 
 def extend(suite: Suite, *, detectors: list[str] | None = None, explainers: list[str] | None = None,

@@ -95,6 +95,31 @@ def test_narrow_filters_and_validates(tmp_path):
         narrow(suite, seeds=[7])
 
 
+def test_evaluate_seeds_explain_a_subset_and_train_every_seed(tmp_path):
+    text = SUITE.replace("seeds = [0, 1]", "seeds = [0, 1, 2]")
+    text = text.replace("max_clips = 4", "max_clips = 4\nseeds = [2, 0]")
+    suite = load_suite(str(write(tmp_path, text)))
+    trains, evals = expand(suite)
+    assert [t.seed for t in trains] == [0, 1, 2]
+    assert [(e.train.seed, e.explainer.name) for e in evals] == [(0, "error_map"), (0, "random"),
+                                                                (2, "error_map"), (2, "random")]
+    # the explained seeds stay out of the cells' settings: seed 0's cells keep the keys they have without it
+    _, plain = expand(load_suite(str(write(tmp_path, SUITE.replace("seeds = [0, 1]", "seeds = [0, 1, 2]")))))
+    assert [e.key for e in evals if e.train.seed == 0] == [e.key for e in plain if e.train.seed == 0]
+    # --seeds keeps the explained subset (and the precision): seed 1 trains only
+    assert expand(narrow(suite, seeds=[1]))[1] == []
+    with pytest.raises(BenchmarkError, match=r"\[evaluate\] seeds \[5\] are not among the suite's seeds"):
+        load_suite(str(write(tmp_path, text.replace("seeds = [2, 0]", "seeds = [5]"))))
+    with pytest.raises(BenchmarkError, match=r"\[evaluate\] seeds must be a non-empty list"):
+        load_suite(str(write(tmp_path, text.replace("seeds = [2, 0]", "seeds = []"))))
+
+
+def test_narrow_keeps_the_suites_precision(tmp_path):
+    suite = load_suite(str(write(tmp_path, 'precision = "bf16"\n' + SUITE)))
+    assert narrow(suite, seeds=[1], explainers=["random"]).precision == "bf16"
+    assert {t.precision for t in expand(narrow(suite, seeds=[1]))[0]} == {"bf16"}
+
+
 def test_inapplicable_explainer_gets_a_reason():
     error_map = PluginConfig("explainer", "error_map")
     assert inapplicable(error_map, PluginConfig("detector", "test-template"), set()) is None

@@ -45,6 +45,21 @@ def test_lines_mode_prints_one_line_per_cell_with_a_cost_weighted_eta(fake_time)
     assert report.eta_seconds() == pytest.approx(0.0)
 
 
+def test_a_pool_shows_each_cells_own_time_and_paces_the_eta_by_the_run(fake_time):
+    """Two workers: cells end 9 s apart after running ~10 min each; the line shows the cell's recorded wall time,
+    the ETA the run's pace (time between outcomes per unit of estimated cost)."""
+    stream = io.StringIO()
+    report = RunProgress("s", 3, {"a": 600.0, "b": 600.0, "c": 600.0}, "lines", stream=stream)
+    report.plan([cell("a"), cell("b"), cell("c")])
+    fake_time.now += 600.0
+    report.finish("a", "train a", "done", took_s=598.0)
+    fake_time.now += 9.0
+    report.finish("b", "train b", "done", took_s=571.0)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("[1/3] done    cell train a in 9 min 58 s; ETA 20 min 00 s")
+    assert lines[1].startswith("[2/3] done    cell train b in 9 min 31 s; ETA 5 min 04 s")  # 609 s per 1,200
+
+
 def test_unplanned_cells_leave_the_eta_and_missing_weights_take_the_median(fake_time):
     report = RunProgress("s", 4, {"a": 1.0, "b": 3.0, "c": 10.0}, "off", stream=io.StringIO())
     assert report.weight("zzz") == 3.0

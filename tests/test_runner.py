@@ -123,3 +123,17 @@ def test_a_pool_of_workers_gets_the_longest_cells_first(tmp_path):
     _, local = run(tmp_path, out="local")
     pooled = publish(Store(tmp_path / "pool"), suite.name, tmp_path / "lb-pool")
     assert (pooled / "leaderboard.csv").read_bytes() == (local / "leaderboard.csv").read_bytes()
+
+
+def test_seeds_outside_the_explained_ones_train_score_and_publish(tmp_path):
+    text = SUITE.replace("seeds = [0]", "seeds = [0, 1, 2]").replace("max_clips = 4", "max_clips = 4\nseeds = [1]")
+    summary, folder = run(tmp_path, text)
+    assert summary.exit_code == 0 and summary.failed == []
+    assert summary.done == 2 * 3 + 3  # every detector trains under 3 seeds; seed 1's applicable cells explain
+    assert set(pd.read_csv(folder / "detectors.csv").n_seeds) == {3}  # detection over every trained seed
+    results = pd.read_parquet(folder / "results.parquet")
+    assert set(results[results.explainer == "-"].detector_seed) == {0, 1, 2}  # test scores of every seed
+    assert set(results[results.explainer != "-"].detector_seed) == {1}  # explanations of seed 1's detectors
+    lb = pd.read_csv(folder / "leaderboard.csv").set_index(["detector", "explainer"])
+    assert lb.loc[("test-template", "error_map"), "status"] == "done"
+    assert lb.loc[("test-template", "error_map"), "test-band-mass.rank"] == 1
