@@ -255,12 +255,27 @@ def _validated_suite(args: argparse.Namespace):
     suite = narrow(load_suite(args.suite), datasets=args.datasets, detectors=args.detectors,
                    explainers=args.explainers, seeds=args.seeds)
     suite = extend(suite, detectors=args.add_detectors, explainers=args.add_explainers, metrics=args.add_metrics)
+    _check_explained_seeds(suite, args)
     if args.precision:
         suite = replace(suite, precision=args.precision)
     if args.data_root:
         suite = _with_data_root(suite, args.data_root)
     check_datasets(suite)
     return suite
+
+
+def _check_explained_seeds(suite, args: argparse.Namespace) -> None:
+    """`--seeds` that leave out every seed of the suite's `[evaluate] seeds` train and score detectors only: an
+    error where explainers were asked for, a notice otherwise (the run then publishes no explanation rows)."""
+    if not suite.explainers or any(suite.explained(s) for s in suite.seeds):
+        return
+    seeds = ",".join(map(str, suite.seeds))
+    explained = ", ".join(map(str, suite.explain_seeds))
+    where = f"suite {suite.name!r} explains the detectors of seed(s) {explained} only ([evaluate] seeds)"
+    if args.explainers or args.add_explainers:
+        raise BenchmarkError(f"--seeds {seeds}: {where}, so no explainer would run; add one of {explained} to "
+                             f"--seeds")
+    print(f"note: --seeds {seeds} trains and scores detectors only: {where}", file=sys.stderr)
 
 
 def _progress_mode(args: argparse.Namespace) -> str:

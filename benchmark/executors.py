@@ -11,6 +11,7 @@ returns the same outcomes, so cells, keys and the store do not change with the e
 """
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
@@ -76,6 +77,7 @@ class LocalExecutor:
 def guarded(run: Callable[[Any], Outcome], cell: Any) -> Outcome:
     """Run a cell; any exception (a plugin's `SystemExit` too, anything but Ctrl-C) becomes that cell's recorded
     failure and the suite goes on."""
+    t0 = time.monotonic()
     try:
         return run(cell)
     except KeyboardInterrupt:
@@ -83,8 +85,10 @@ def guarded(run: Callable[[Any], Outcome], cell: Any) -> Outcome:
     except BaseException as exc:
         reason = f"{type(exc).__name__}: {exc}".strip()
         detail = traceback.format_exc(limit=6)
-        return Outcome(cell.key, {**cell.describe(), "status": "failed", "reason": reason, "traceback": detail},
-                       None)
+        # how long it ran before failing: a progress line on a pool shows it (the time since the previous
+        # outcome is not this cell's)
+        return Outcome(cell.key, {**cell.describe(), "status": "failed", "reason": reason, "traceback": detail,
+                                  "failed_after_s": round(time.monotonic() - t0, 3)}, None)
 
 
 def make_executor(name: str, *, workers: int | None = None, scheduler: str | None = None,

@@ -364,10 +364,16 @@ def difficulty_blocks(table: pd.DataFrame | None, pics: list[Path], rel) -> list
     return blocks + [Block("img", "AUC versus difficulty", src=rel(p)) for p in pics]
 
 
-def detector_blocks(detectors: pd.DataFrame, aucs: dict, min_auc: float) -> list[Block]:
-    blocks = [Block("h2", "Detectors"),
-              Block("p", f"Pooled test AUC per dataset × detector (machine 'all'); detectors below AUC {min_auc} "
-                         f"are flagged beside their explanation scores.")]
+def detector_blocks(detectors: pd.DataFrame, aucs: dict, min_auc: float,
+                    explained: list[int] | None = None) -> list[Block]:
+    """`explained`: the seeds whose detectors were explained, where fewer than the trained ones."""
+    text = (f"Pooled test AUC per dataset × detector (machine 'all'); detectors below AUC {min_auc} are flagged "
+            f"beside their explanation scores.")
+    if explained is not None:
+        text += (f" The explainers ran on the detectors of seed(s) {', '.join(map(str, explained))} only: the flag "
+                 f"(and `detector_auc` beside every explanation score) is the AUC over those seeds; the other "
+                 f"columns, and the detector claims, are over every trained seed.")
+    blocks = [Block("h2", "Detectors"), Block("p", text)]
     if detectors.empty or "machine" not in detectors.columns:
         return blocks + [Block("p", "No detection scores in this run.")]
     pooled = detectors[detectors["machine"].astype(str) == "all"].sort_values(["dataset", "detector"])

@@ -178,6 +178,8 @@ def build_manifest(folder: Path, *, suite_name: str, manifest: dict, records: li
         "suite_file": manifest.get("suite_file"),
         "suite_hash": manifest.get("suite_hash"),
         "seeds": manifest.get("seeds"),
+        # the seeds whose detectors were explained (`[evaluate] seeds`); the others trained and scored only
+        "explain_seeds": manifest.get("explain_seeds", manifest.get("seeds")),
         "git": git_state(Path(__file__).resolve().parent.parent),
         "python": platform.python_version(),
         "packages": package_versions(),

@@ -36,6 +36,7 @@ from .claims import claims_table, score_correlation
 from .difficulty_sweep import difficulty_figure, difficulty_table
 from .document import Block, fmt, markdown, page, with_contents
 from .examples import audio_blocks, copy_audio, draw_galleries, example_folders
+from .metrics.detection import detection_table
 from .page_sections import (
     FLAG_LOW,
     Figures,
@@ -107,6 +108,25 @@ def detector_auc(detectors: pd.DataFrame) -> dict[tuple[str, str], float]:
     pooled = detectors[detectors["machine"].astype(str) == "all"].sort_values(["dataset", "detector"])
     return {(r.dataset, r.detector): float(r.auc) for r in pooled.drop_duplicates(["dataset", "detector"])
             .itertuples()}
+
+
+def explained_seeds(manifest: dict) -> list[int] | None:
+    """The seeds whose detectors were explained where they are fewer than the suite's seeds (`[evaluate] seeds`);
+    None where every trained detector was explained."""
+    seeds, explained = manifest.get("seeds"), manifest.get("explain_seeds")
+    if not seeds or explained is None or set(explained) >= set(seeds):
+        return None
+    return sorted(explained)
+
+
+def explained_auc(detectors: pd.DataFrame, scores: pd.DataFrame, explained: list[int] | None
+                  ) -> dict[tuple[str, str], float]:
+    """`detector_auc` over the detectors the explanations came from: with `explained` seeds (a subset of the
+    suite's), the pooled AUC of those seeds' test scores, so an explainer is flagged by the detectors it
+    explained, not by seeds that only trained and scored."""
+    if explained is None:
+        return detector_auc(detectors)
+    return detector_auc(detection_table(scores[scores["detector_seed"].isin(explained)]))
 
 
 def with_detector_flags(table: pd.DataFrame, aucs: dict[tuple[str, str], float], min_auc: float) -> pd.DataFrame:
@@ -295,7 +315,8 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
     scores = rows[rows["metric"] == "anomaly_score"]  # every test clip's machine, section and label
     rows = rows[rows["metric"] != "anomaly_score"]
     metas = {m: metric_meta(m) for m in sorted({split_column(c)[0] for c in metric_columns(leaderboard)})}
-    aucs = detector_auc(detectors)
+    explained = explained_seeds(manifest)
+    aucs = explained_auc(detectors, scores, explained)
     tables = family_tables(leaderboard, metas, aucs, min_auc)
     _remove_stale(folder, set(tables))
     headlines = headline_columns(leaderboard, metas)
@@ -372,7 +393,7 @@ def write_report(folder: Path, *, suite_name: str, leaderboard: pd.DataFrame, de
               Block("links", items=[(n, n) for n in files])]
     blocks += glance_blocks(by_family, tests, controls, leaderboard, aucs, min_auc, alpha)
     blocks += power_blocks(power, [cols[0] for cols in by_family.values() if cols])
-    blocks += detector_blocks(detectors, aucs, min_auc) + training_blocks(training, training_pics, rel)
+    blocks += detector_blocks(detectors, aucs, min_auc, explained) + training_blocks(training, training_pics, rel)
     blocks += difficulty_blocks(difficulty, difficulty_pics, rel)
     blocks += rank_blocks(ranks, list(tables))
     for family in tables:

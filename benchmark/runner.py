@@ -43,6 +43,7 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
     # installed when it publishes may have changed since
     store.record_suite(suite.name, {"suite": suite.name, "suite_file": str(suite.path),
                                     "suite_hash": suite.file_hash(), "seeds": list(suite.seeds),
+                                    "explain_seeds": [s for s in suite.seeds if suite.explained(s)],
                                     "device": str(device), "torch_threads": torch.get_num_threads(),
                                     "precision": suite.precision, "examples_per_forward": forward_bound,
                                     "train": [c.key for c in trains], "evaluate": [c.key for c in evals],
@@ -65,7 +66,7 @@ def run_suite(suite: Suite, *, out: Path, device: torch.device, executor: Execut
         else:
             summary.failed.append(f"{outcome.record['label']}: {outcome.record.get('reason', 'failed')}")
         report.finish(outcome.key, outcome.record["label"], status, computed=outcome.key in computed,
-                      took_s=outcome.record.get("cost", {}).get("wall_s"))
+                      took_s=outcome.record.get("cost", {}).get("wall_s", outcome.record.get("failed_after_s")))
 
     def started(cell) -> None:
         computed.add(cell.key)

@@ -45,15 +45,18 @@ class Blobs(Dataset):
 @detectors.register("test-template", summary="engine tests: squared deviation from the mean normal", version=1,
                     capabilities={"reconstructs"})
 class Template(Detector):
-    def __init__(self, fail_fit: bool = False, nan_scores: bool = False, fit_s: float = 0.0):
+    def __init__(self, fail_fit: bool = False, nan_scores: bool = False, fit_s: float = 0.0,
+                 seed_noise: float = 0.0):
         super().__init__()
-        self.fail_fit, self.nan_scores, self.fit_s = fail_fit, nan_scores, fit_s
+        self.fail_fit, self.nan_scores, self.fit_s, self.seed_noise = fail_fit, nan_scores, fit_s, seed_noise
         self.gain = torch.nn.Parameter(torch.ones(()))
+        self.register_buffer("trained_seed", torch.zeros(()))  # saved with the checkpoint
 
     def fit(self, train, val, *, train_groups, val_groups, seed, budget, progress=None):
         if self.fail_fit:
             raise RuntimeError("deliberately broken detector")
         time.sleep(self.fit_s)  # a slow training, for scheduling tests
+        self.trained_seed.fill_(seed)
         # what the engine's precision did to training's forward passes
         autocast = torch.is_autocast_enabled(train.device.type)
         return {"epochs": 0, "autocast": str(torch.get_autocast_dtype(train.device.type)) if autocast else None}
@@ -63,6 +66,9 @@ class Template(Detector):
 
     def score(self, x):
         s = self.gain * ((x - self.normal_mean) ** 2).mean(dim=(1, 2, 3))
+        if self.seed_noise:  # a per-clip draw that differs by seed: detectors of different seeds disagree
+            s = s + self.seed_noise * torch.frac(torch.sin(x.flatten(1).sum(1) * (self.trained_seed + 1) * 12.9898)
+                                                 * 43758.5453)
         return s * float("nan") if self.nan_scores else s
 
     def reference(self, x):

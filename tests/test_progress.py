@@ -83,3 +83,19 @@ def test_modes_and_clock():
     assert (clock(5), clock(65), clock(3 * 3600 + 120)) == ("5 s", "1 min 05 s", "3 h 02 min")
     with pytest.raises(ValueError, match="progress mode"):
         RunProgress("s", 1, {}, "loud")
+
+
+def test_a_failed_cell_records_how_long_it_ran_for_its_progress_line(monkeypatch):
+    """On a pool the line of a failed cell shows its own time: the failure record carries it (a done cell's
+    is its cost's wall_s)."""
+    from benchmark import executors
+    clock_values = iter([100.0, 160.5])
+    monkeypatch.setattr(executors.time, "monotonic", lambda: next(clock_values, 160.5))
+    cell = SimpleNamespace(key="k", describe=lambda: {"label": "evaluate d / m / e / seed 0"})
+
+    def broken(_):
+        raise RuntimeError("deliberately")
+
+    outcome = executors.guarded(broken, cell)
+    assert outcome.record["status"] == "failed" and outcome.record["reason"] == "RuntimeError: deliberately"
+    assert outcome.record["failed_after_s"] == 60.5

@@ -1,8 +1,11 @@
 """The driver end to end on fast test plugins: results, cache, resume, failure isolation, skips."""
+import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 import benchmark.evaluation as evaluation_module
 from benchmark.store import Store
@@ -126,7 +129,8 @@ def test_a_pool_of_workers_gets_the_longest_cells_first(tmp_path):
 
 
 def test_seeds_outside_the_explained_ones_train_score_and_publish(tmp_path):
-    text = SUITE.replace("seeds = [0]", "seeds = [0, 1, 2]").replace("max_clips = 4", "max_clips = 4\nseeds = [1]")
+    text = (SUITE.replace("seeds = [0]", "seeds = [0, 1, 2]").replace("max_clips = 4", "max_clips = 4\nseeds = [1]")
+            .replace("[detectors.test-scorer]", "[detectors.test-scorer]\nseed_noise = 100.0"))
     summary, folder = run(tmp_path, text)
     assert summary.exit_code == 0 and summary.failed == []
     assert summary.done == 2 * 3 + 3  # every detector trains under 3 seeds; seed 1's applicable cells explain
@@ -137,3 +141,36 @@ def test_seeds_outside_the_explained_ones_train_score_and_publish(tmp_path):
     lb = pd.read_csv(folder / "leaderboard.csv").set_index(["detector", "explainer"])
     assert lb.loc[("test-template", "error_map"), "status"] == "done"
     assert lb.loc[("test-template", "error_map"), "test-band-mass.rank"] == 1
+    # the explanations are read against the detectors they came from: the flag's AUC is seed 1's, the
+    # detectors table's the mean over every seed
+    scores = results[results.metric == "anomaly_score"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["seeds"] == [0, 1, 2] and manifest["explain_seeds"] == [1]
+    family = pd.read_csv(folder / "localisation.csv").set_index(["detector", "explainer"])
+    detectors = pd.read_csv(folder / "detectors.csv").query("machine == 'all'").set_index("detector")
+    spread = []
+    for detector in ("test-template", "test-scorer"):
+        auc = {seed: roc_auc_score(part.label, part.value) for seed, part in
+               scores[scores.detector == detector].groupby("detector_seed")}
+        assert family.loc[(detector, "random"), "detector_auc"] == pytest.approx(auc[1], abs=1e-4)
+        assert detectors.loc[detector, "auc"] == pytest.approx(np.mean(list(auc.values())), abs=1e-4)
+        spread.append(abs(auc[1] - np.mean(list(auc.values()))))
+    assert max(spread) > 1e-3  # the seeds' detectors differ, so the two readings can be told apart
+    page = (folder / "README.md").read_text()
+    assert "The explainers ran on the detectors of seed(s) 1 only" in page
+
+
+def test_seeds_that_explain_nothing_are_an_error_with_explainers_and_a_notice_without(tmp_path, capsys):
+    from benchmark.cli import main
+    suite = tmp_path / "t.toml"
+    suite.write_text(SUITE.replace("seeds = [0]", "seeds = [0, 1, 2]").replace("max_clips = 4",
+                                                                               "max_clips = 4\nseeds = [1]"))
+    base = ["run", "--suite", str(suite), "--out", str(tmp_path / "runs"), "--leaderboards", str(tmp_path / "lb"),
+            "--estimate"]
+    assert main(base + ["--seeds", "0,2", "--explainers", "random"]) != 0
+    err = capsys.readouterr().err
+    assert "--seeds 0,2: suite 't' explains the detectors of seed(s) 1 only" in err and "add one of 1" in err
+    assert main(base + ["--seeds", "2"]) == 0
+    assert "note: --seeds 2 trains and scores detectors only" in capsys.readouterr().err
+    assert main(base + ["--seeds", "1"]) == 0
+    assert "note:" not in capsys.readouterr().err
