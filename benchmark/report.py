@@ -112,9 +112,9 @@ def detector_auc(detectors: pd.DataFrame) -> dict[tuple[str, str], float]:
 
 def explained_seeds(manifest: dict) -> list[int] | None:
     """The seeds whose detectors were explained where they are fewer than the suite's seeds (`[evaluate] seeds`);
-    None where every trained detector was explained."""
+    None where every trained detector was explained, or none was (a train-only run: its flags read every seed)."""
     seeds, explained = manifest.get("seeds"), manifest.get("explain_seeds")
-    if not seeds or explained is None or set(explained) >= set(seeds):
+    if not seeds or not explained or set(explained) >= set(seeds):
         return None
     return sorted(explained)
 

@@ -428,3 +428,11 @@ def test_a_saturated_synthesis_sweep_is_left_out_with_its_reason():
     assert table.loc["ae", "agreement.saturated"].startswith("saturated sweep: agreement 1.00")
     assert table.loc["dense_ae", "agreement[21].mean"] == 0.5 and table.loc["dense_ae", "agreement.saturated"] == ""
     assert table.loc["ae", "agreement_random[0].mean"] == 0.5  # the random baseline's own sweep is not saturated
+
+
+def test_explained_seeds_are_named_only_where_fewer_than_the_trained_ones():
+    from benchmark.report import explained_seeds
+    assert explained_seeds({"seeds": [0, 1, 2], "explain_seeds": [2, 1]}) == [1, 2]
+    assert explained_seeds({"seeds": [0, 1, 2], "explain_seeds": [0, 1, 2]}) is None
+    assert explained_seeds({"seeds": [3], "explain_seeds": []}) is None  # train-only: flags over every seed
+    assert explained_seeds({"seeds": [0]}) is None  # a store recorded before explain_seeds
