@@ -19,7 +19,7 @@ from typing import Any
 
 from .needs import explainer_unmet
 from .registry import closure_hash
-from .suites import PluginConfig, Suite
+from .suite_types import PluginConfig, Suite
 
 ENGINE_VERSION = 2
 HERE = Path(__file__).resolve().parent

@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="of detector training and explainer forward passes (bf16 autocasts them; scores and "
                         "metrics stay fp32); default the suite's `precision`, else fp32. Part of every cell key")
     p.add_argument("--examples-per-forward", type=int, metavar="N",
-                   help="inputs one forward pass may hold (default 32 on a CPU, 512 on a GPU); explainers whose "
+                   help="inputs one forward pass may hold (default 16 on a CPU, 512 on a GPU); explainers whose "
                         "inputs weigh more take a share of it. Bounds memory, not results")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="--executor dask: an existing cluster's scheduler (tcp://host:8786) instead of a local one")

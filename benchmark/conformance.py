@@ -40,7 +40,7 @@ from .explainer import Explainer
 from .features import FeatureSpec, power_mel, preset
 from .needs import DATASET_NEEDS, TRUTH_NEEDS, dataset_provides, metric_unmet
 from .registry import KINDS, Plugin, registry
-from .suites import PluginConfig
+from .suite_types import PluginConfig
 from .types import Batch, Clip, Event, Explanation
 from .workspace import seed_everything
 

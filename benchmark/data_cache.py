@@ -3,11 +3,11 @@
 the tensors instead of rendering again.
 
 The key hashes the dataset's identity (name, parameters, version, the import closure of its plugin and its
-recipe's bytes), the split and the import closure of `dataset.py` (which stacks the clips). The parameters
-are keyed as the plugin resolves them, its defaults filled in: a suite that states a default (`seed = 0`)
-and one that leaves it out make the same clips and share the files. Values are keyed as written, so
-`difficulty = 1` and `difficulty = 1.0` are two keys. Only datasets that declare `generated = True` are
-cached: a dataset read from disk could change under the same key.
+recipe's values, not its comments), the split and the import closure of `dataset.py` (which stacks the
+clips). The parameters are keyed as the plugin resolves them, its defaults filled in: a suite that states a
+default (`seed = 0`) and one that leaves it out make the same clips and share the files. Values are keyed as
+written, so `difficulty = 1` and `difficulty = 1.0` are two keys. Only datasets that declare `generated = True`
+are cached: a dataset read from disk could change under the same key.
 
 Waveforms that are exact 16-bit PCM (the synthetic clips are) are stored as int16, losslessly.
 """
@@ -24,7 +24,7 @@ import torch
 from .dataset import ClipTable, Dataset, load_table, notice
 from .registry import closure_hash
 from .store import DamagedFile, Store, checkpoint_bytes, read_checkpoint
-from .suites import PluginConfig
+from .suite_types import PluginConfig
 
 PCM_SCALE = 32768.0
 TENSORS = ("x", "labels", "waveform", "tf_mask", "frame_labels", "anomaly", "has_truth")

@@ -20,7 +20,7 @@ from .dataset import SPLITS, Dataset
 from .errors import DataError
 from .registry import registry
 from .store import Store
-from .suites import PluginConfig
+from .suite_types import PluginConfig
 
 
 def synth(name: str, out: Path | None, *, seed: int, layout: str | None, store: Path | None = None,

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from .cells import EvaluateCell, TrainCell, expand
-from .suites import Suite
+from .suite_types import Suite
 
 REFERENCE_FILE = Path(__file__).with_name("cost_reference.json")
 # explainer parameters that multiply its work (samples, steps): rates scale by suite value / reference value

@@ -27,7 +27,7 @@ from .statistics import CONTROLS, CORRECTION, metric_specs
 from .store import ROW_COLUMNS
 
 if TYPE_CHECKING:  # a suite's configs are only read here, never built
-    from .suites import Suite
+    from .suite_types import Suite
 
 PACKAGES = ("torch", "torchaudio", "captum", "transformers", "speechbrain", "encodec", "numpy", "pandas",
             "scikit-learn", "scipy", "matplotlib", "soundfile")

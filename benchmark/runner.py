@@ -15,7 +15,7 @@ from .progress import RunProgress
 from .provenance import run_plugins
 from .statistics import metric_specs
 from .store import DONE, FAILED, SKIPPED, Store
-from .suites import Suite
+from .suite_types import Suite
 from .workspace import Workspace
 
 

@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import inspect
 import tomllib
-from dataclasses import dataclass, field
-from hashlib import sha256
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +42,7 @@ from .compute import PRECISIONS
 from .errors import BenchmarkError
 from .integrity import check_name
 from .registry import Plugin, registry
+from .suite_types import PluginConfig, Suite
 
 if TYPE_CHECKING:  # the detector module imports torch; `run` replays without it
     from .detector import Budget
@@ -57,83 +56,6 @@ EVALUATE_LEAST = {"max_clips": 1, "batch_size": 1, "examples": 0}
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-@dataclass(frozen=True)
-class PluginConfig:
-    """A plugin chosen by a suite with its parameters (and, for trained plugins, a budget)."""
-
-    kind: str
-    name: str
-    params: dict[str, Any] = field(default_factory=dict)
-    budget: Budget | None = None
-    # an explainer limited to these detectors (suite key `detectors = [...]`); None = every detector
-    only_detectors: tuple[str, ...] | None = None
-    # a metric computed on a seeded subset of this many of the cell's clips (`[metric_clips]`), or an explainer
-    # run on at most this many clips (its `max_clips`, below `[evaluate]`'s: a nested seeded subset); None = all
-    max_clips: int | None = None
-    # a dataset variant (`[filter_sweep]`, `[[variants]]`): how its waveforms or features are changed, as sorted
-    # (key, value) pairs (see `benchmark/variants.py`); () = the dataset as its plugin makes it
-    variant: tuple[tuple[str, Any], ...] = ()
-    # a dataset variant that only trains and scores its detectors (no explanations): the filter sweep
-    train_only: bool = False
-
-    @property
-    def label(self) -> str:
-        """The name tables and records show: the plugin's, with the variant after a dot
-        (`synthetic-machines.lowpass-400hz`)."""
-        if not self.variant:
-            return self.name
-        from .variants import variant_suffix
-        return f"{self.name}.{variant_suffix(dict(self.variant))}"
-
-    @property
-    def plugin(self) -> Plugin:
-        return registry(self.kind).get(self.name)
-
-    def identity(self) -> dict[str, Any]:
-        """What the cell key hashes: name, params, budget, plugin version, source hash and the hash of the
-        plugin's `content_inputs(params)` where it has them."""
-        p = self.plugin
-        out: dict[str, Any] = {"name": self.name, "params": self.params, "version": p.version,
-                               "source": p.source_hash()}
-        # files outside the source that shape the plugin's output, like a synthetic dataset's recipe
-        content_inputs = getattr(p.factory, "content_inputs", None)
-        if content_inputs is not None:
-            out["inputs"] = sha256(content_inputs(self.params)).hexdigest()[:16]
-        if self.budget is not None:
-            out["budget"] = vars(self.budget)
-        if self.max_clips is not None:
-            out["max_clips"] = self.max_clips
-        if self.variant:
-            out["variant"] = dict(self.variant)
-        return out
-
-
-@dataclass(frozen=True)
-class Suite:
-    name: str
-    path: Path
-    seeds: tuple[int, ...]
-    datasets: tuple[PluginConfig, ...]
-    detectors: tuple[PluginConfig, ...]
-    explainers: tuple[PluginConfig, ...]
-    metrics: tuple[PluginConfig, ...]
-    evaluate: dict[str, Any]
-    # the files the suite was read from: its own, then the suites it includes
-    files: tuple[Path, ...] = ()
-    # of detector and explainer forward passes (`benchmark.compute`): "fp32" or "bf16"; part of every cell key
-    precision: str = "fp32"
-    # the detector seeds whose detectors are explained (`[evaluate] seeds`); None: every seed
-    explain_seeds: tuple[int, ...] | None = None
-
-    def explained(self, seed: int) -> bool:
-        return self.explain_seeds is None or seed in self.explain_seeds
-
-    def file_hash(self) -> str:
-        if len(self.files) <= 1:
-            return sha256(self.path.read_bytes()).hexdigest()[:16]
-        return sha256(b"\0".join(f.read_bytes() for f in self.files)).hexdigest()[:16]
 
 
 def suite_path(suite: str) -> Path:
@@ -223,10 +145,7 @@ def load_suite(suite: str) -> Suite:
     explain_seeds = evaluate.pop("seeds", None)
     if explain_seeds is not None:
         explain_seeds = _seed_list(explain_seeds, f"suite file '{path}': [evaluate] seeds")
-        outside = [s for s in explain_seeds if s not in seeds]
-        if outside:
-            raise BenchmarkError(f"suite file '{path}': [evaluate] seeds {outside} are not among the suite's "
-                                 f"seeds {seeds}: explained seeds are a subset of the trained ones")
+        explain_seeds = _explained_of(explain_seeds, seeds, _read(path), path)
     if evaluate["clips"] not in ("anomalous", "all"):
         raise BenchmarkError(f"suite file '{path}': [evaluate] clips must be 'anomalous' or 'all'")
     for key, least in EVALUATE_LEAST.items():
@@ -247,6 +166,24 @@ def load_suite(suite: str) -> Suite:
         evaluate=evaluate, files=files, precision=precision,
         explain_seeds=tuple(explain_seeds) if explain_seeds is not None else None,
     )
+
+
+def _explained_of(explain_seeds: list[int], seeds: list[int], own: dict[str, Any], path: Path) -> list[int]:
+    """The explained seeds among `seeds`. A file that sets `seeds` over an included suite's `[evaluate] seeds`
+    narrows them, as `--seeds` does (`include = "full"` with `seeds = [0]` explains seed 0); one file that lists
+    an explained seed it does not train contradicts itself."""
+    kept = [s for s in explain_seeds if s in seeds]
+    if "seeds" in own and "seeds" not in (own.get("evaluate") or {}):
+        if not kept:
+            raise BenchmarkError(f"suite file '{path}': seeds {seeds} include none of the explained seeds "
+                                 f"{explain_seeds} ([evaluate] seeds of the included suite), so no explainer would "
+                                 f"run; add one of them to seeds, or set [evaluate] seeds in this file")
+        return kept
+    outside = [s for s in explain_seeds if s not in seeds]
+    if outside:
+        raise BenchmarkError(f"suite file '{path}': [evaluate] seeds {outside} are not among the suite's "
+                             f"seeds {seeds}: explained seeds are a subset of the trained ones")
+    return kept
 
 
 def _seed_list(seeds: Any, what: str) -> list[int]:

@@ -14,7 +14,7 @@ from .detector import Detector
 from .errors import BenchmarkError
 from .registry import registry
 from .store import Store
-from .suites import PluginConfig
+from .suite_types import PluginConfig
 
 
 def resolve_device(name: str) -> torch.device:

@@ -114,6 +114,34 @@ def test_evaluate_seeds_explain_a_subset_and_train_every_seed(tmp_path):
         load_suite(str(write(tmp_path, text.replace("seeds = [2, 0]", "seeds = []"))))
 
 
+def test_a_file_that_sets_seeds_narrows_the_included_suites_explained_seeds(tmp_path):
+    base = SUITE.replace("seeds = [0, 1]", "seeds = [0, 1, 2]")
+    base = base.replace("max_clips = 4", "max_clips = 4\nseeds = [2, 0]")
+    (tmp_path / "base.toml").write_text(base)
+    own = tmp_path / "own.toml"
+    own.write_text('include = "base.toml"\nseeds = [0, 1]\n')
+    suite = load_suite(str(own))
+    assert suite.seeds == (0, 1) and suite.explain_seeds == (0,)
+    assert [(e.train.seed, e.explainer.name) for e in expand(suite)[1]] == [(0, "error_map"), (0, "random")]
+    own.write_text('include = "base.toml"\nseeds = [1]\n')
+    with pytest.raises(BenchmarkError, match=r"seeds \[1\] include none of the explained seeds \[2, 0\]"):
+        load_suite(str(own))
+    # the file's own [evaluate] seeds decide again, and must be among its seeds
+    own.write_text('include = "base.toml"\nseeds = [1]\n[evaluate]\nseeds = [1]\n')
+    assert load_suite(str(own)).explain_seeds == (1,)
+    own.write_text('include = "base.toml"\nseeds = [1]\n[evaluate]\nseeds = [0]\n')
+    with pytest.raises(BenchmarkError, match=r"\[evaluate\] seeds \[0\] are not among the suite's seeds \[1\]"):
+        load_suite(str(own))
+    # an [evaluate] seed the included suite does not train is still an error
+    own.write_text('include = "base.toml"\n[evaluate]\nseeds = [4]\n')
+    with pytest.raises(BenchmarkError, match=r"\[evaluate\] seeds \[4\] are not among"):
+        load_suite(str(own))
+    # the committed full suite (seeds 0-4, explained 0-2) narrowed by a file to seed 0
+    own.write_text(f'include = "{Path("tasks/suites/full.toml").resolve()}"\nseeds = [0]\n')
+    full = load_suite(str(own))
+    assert full.seeds == (0,) and full.explain_seeds == (0,)
+
+
 def test_narrow_keeps_the_suites_precision(tmp_path):
     suite = load_suite(str(write(tmp_path, 'precision = "bf16"\n' + SUITE)))
     assert narrow(suite, seeds=[1], explainers=["random"]).precision == "bf16"

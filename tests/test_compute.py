@@ -29,13 +29,13 @@ budget = {{ epochs = 1 }}
 
 def test_the_bound_is_shared_by_weight_and_an_own_bound_wins():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert (examples_per_forward(cpu), examples_per_forward(cuda)) == (32, 512)
+    assert (examples_per_forward(cpu), examples_per_forward(cuda)) == (16, 512)
     assert examples_per_forward(cpu, 100, weight=16) == 6
     assert examples_per_forward(cpu, 4, weight=16) == 1  # never zero
     saliency = registry("explainer").make("saliency")
     lmac_td = registry("explainer").make("lmac_td")
-    assert (saliency.examples_per_forward(cpu), saliency.examples_per_forward(cuda)) == (16, 256)
-    assert (lmac_td.examples_per_forward(cpu), lmac_td.examples_per_forward(cuda)) == (2, 32)
+    assert (saliency.examples_per_forward(cpu), saliency.examples_per_forward(cuda)) == (8, 256)
+    assert (lmac_td.examples_per_forward(cpu), lmac_td.examples_per_forward(cuda)) == (1, 32)
     saliency.forward_bound = 8
     assert saliency.examples_per_forward(cpu) == 4
     assert registry("explainer").make("saliency", max_examples_per_forward=3).examples_per_forward(cuda) == 3

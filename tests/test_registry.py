@@ -81,7 +81,7 @@ def test_source_hash_covers_the_same_package_modules_imported(tmp_path, monkeypa
 
 def test_engine_keys_follow_the_code_that_computes_them(tmp_path):
     """A copy of the code elsewhere hashes the same; a comment in training.py moves the train closure, one in
-    report.py or in the executors moves none; a metric module moves the metric values' closure, not the
+    report.py, the executors or the suite-file reader moves none; a metric module moves the metric values' closure, not the
     explanations'."""
     import shutil
 
@@ -89,11 +89,12 @@ def test_engine_keys_follow_the_code_that_computes_them(tmp_path):
     root = Path(__file__).resolve().parent.parent
     for package in ("benchmark", "adapters"):
         shutil.copytree(root / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
-    modules = ("training.py", "explain_step.py", "evaluation.py")
+    modules = ("training.py", "explain_step.py", "evaluation.py", "data_cache.py")
     here = {m: closure_hash(root / "benchmark" / m) for m in modules}
     there = lambda: {m: closure_hash(tmp_path / "benchmark" / m) for m in modules}  # noqa: E731
     assert there() == here
-    for scheduling in ("report.py", "executors.py", "dask_executor.py", "runner.py"):  # publish or schedule
+    # publish, schedule, or read suite files (cells hash the configs `suite_types.py` holds, not the reader)
+    for scheduling in ("report.py", "executors.py", "dask_executor.py", "runner.py", "suites.py"):
         with open(tmp_path / "benchmark" / scheduling, "a") as fh:
             fh.write("# probe\n")
         assert there() == here, scheduling

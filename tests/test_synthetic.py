@@ -315,3 +315,21 @@ def test_synth_never_leaves_half_written_output(tmp_path):
         synth("dcase", tmp_path / "x", seed=0, layout=None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["busy"]
 
+
+
+def test_a_recipes_comments_do_not_move_the_cell_key_and_its_values_do(tmp_path):
+    from benchmark.suites import PluginConfig
+    source = Path(__file__).resolve().parents[1] / "tasks" / "datasets" / "synthetic-planer.toml"
+    text = source.read_text()
+
+    def identity(recipe_text: str, name: str) -> dict:
+        path = tmp_path / name
+        path.write_text(recipe_text)
+        return PluginConfig("dataset", "synthetic-planer", {"recipe": str(path)}).identity()
+
+    reference = identity(text, "a.toml")["inputs"]
+    # the committed recipe itself: same values, same key wherever it is read from
+    assert PluginConfig("dataset", "synthetic-planer", {"recipe": str(source)}).identity()["inputs"] == reference
+    assert identity("# a note on the recipe\n" + text.replace("\n\n", "\n\n# spacing\n\n"), "b.toml")["inputs"] \
+        == reference
+    assert identity(text.replace("subtle_share = 0.2 ", "subtle_share = 0.3 "), "c.toml")["inputs"] != reference

@@ -9,6 +9,7 @@ ideal binary mask `power_mel(anomaly) > power_mel(twin)` on the dataset's grid.
 """
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 import zlib
@@ -143,9 +144,10 @@ class SyntheticDataset(Dataset):
 
     @classmethod
     def content_inputs(cls, params: dict[str, Any]) -> bytes:
-        """The recipe's bytes: cells are keyed by the recipe their clips were drawn from (`PluginConfig.identity`)."""
-        file, _ = load_recipe(cls.recipe_name, params.get("recipe"))
-        return file.read_bytes()
+        """The recipe's values as canonical JSON: cells are keyed by the recipe their clips were drawn from
+        (`PluginConfig.identity`), not by its comments or layout."""
+        _, recipe = load_recipe(cls.recipe_name, params.get("recipe"))
+        return json.dumps(recipe, sort_keys=True, separators=(",", ":"), default=str).encode()
 
     def __init__(self, seed: int = 0, size: str = "quick", difficulty: float | None = None,
                  recipe: str | None = None, **overrides: Any):
