@@ -73,7 +73,8 @@ def test_training_and_explaining_run_at_the_precision_and_metrics_in_float32(tmp
     summary, folder, _ = run_suite_text(tmp_path, SUITE.format(precision=f'precision = "{precision}"'))
     assert summary.exit_code == 0
     want = "torch.bfloat16" if precision == "bf16" else None
-    assert plugins.PROBED == [(want, 16), (want, 16)]  # two batches of two clips, each under the run's precision
+    # two batches of two clips, each under the run's precision, with half the CPU's bound (the probe keeps gradients)
+    assert plugins.PROBED == [(want, 8), (want, 8)]
     store = Store(tmp_path / "runs")
     train = store.status(store.suite_manifest("prec")["train"][0])
     assert train["log"]["autocast"] == want

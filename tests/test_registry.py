@@ -81,8 +81,8 @@ def test_source_hash_covers_the_same_package_modules_imported(tmp_path, monkeypa
 
 def test_engine_keys_follow_the_code_that_computes_them(tmp_path):
     """A copy of the code elsewhere hashes the same; a comment in training.py moves the train closure, one in
-    report.py, the executors or the suite-file reader moves none; a metric module moves the metric values' closure, not the
-    explanations'."""
+    report.py, the executors or the suite-file reader moves none; a metric module moves the metric values'
+    closure, not the explanations'."""
     import shutil
 
     from benchmark.registry import closure_hash

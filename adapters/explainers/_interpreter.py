@@ -49,6 +49,9 @@ GRADCAM_ALIAS = "gradcam"
 LOG_MEL = "log-mel"  # the fallback "layer": the detector's input itself
 BCE_CAP = 100.0
 MIN_SPLIT = 10  # fewer training clips than this: no held-out validation (the training clips serve)
+# the hidden maps' normalisation is measured on this many training clips, whatever the forward bound (which
+# sets only how many of them one forward pass holds): the trained network does not depend on the device
+STATISTICS_CLIPS = 16
 
 
 def split_interpreter_clips(waves: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,9 +145,10 @@ class HiddenDecoder(nn.Module):
         self.register_buffer("layer_mean", torch.zeros(len(channels)))
         self.register_buffer("layer_std", torch.ones(len(channels)))
 
-    def set_statistics(self, maps: list[torch.Tensor]) -> None:
-        self.layer_mean = torch.stack([m.float().mean() for m in maps]).to(self.layer_mean.device)
-        self.layer_std = torch.stack([m.float().std().clamp_min(1e-6) for m in maps]).to(self.layer_std.device)
+    def set_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Each hidden layer's mean and standard deviation over all its elements (`[L]` each)."""
+        self.layer_mean = mean.float().to(self.layer_mean.device)
+        self.layer_std = std.float().clamp_min(1e-6).to(self.layer_std.device)
 
     def forward(self, maps: list[torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
         total = 0.0
@@ -237,14 +241,25 @@ class TrainedInterpreter(Explainer):
         self.logmel = LogMel(spec).to(device)
         self.stft_window = torch.hann_window(spec.win_length, device=device)
 
-    def _build(self, detector: Detector, w: torch.Tensor) -> None:
-        """Probe the detector on a few clips for the hidden channel counts and their statistics."""
+    def _build(self, detector: Detector, w: torch.Tensor, per_forward: int) -> None:
+        """Probe the detector on clips `w: [B, N]` (forwards of at most `per_forward`) for the hidden layers'
+        channel counts and their statistics: mean and standard deviation over every element of a layer's maps,
+        summed in float64 so the result does not depend on how the clips were split."""
         self.hidden_names = hidden_layer_names(detector, self.layers)
+        sums: list[torch.Tensor] = []
         with torch.no_grad():
-            _, maps = detector_forward(detector, self.logmel(w), self.hidden_names)
-        self.hidden_channels = [m.shape[1] for m in maps]
+            for j in range(0, len(w), per_forward):
+                _, maps = detector_forward(detector, self.logmel(w[j:j + per_forward].to(self.device)),
+                                           self.hidden_names)
+                part = [torch.stack([m.double().sum(), m.double().pow(2).sum(), torch.tensor(float(m.numel()),
+                                     dtype=torch.float64, device=m.device)]) for m in maps]
+                sums = part if not sums else [a + b for a, b in zip(sums, part, strict=True)]
+                self.hidden_channels = [m.shape[1] for m in maps]
+        total, squares, count = torch.stack(sums).unbind(1)
+        mean = total / count
+        std = ((squares - count * mean.pow(2)).clamp_min(0.0) / (count - 1).clamp_min(1.0)).sqrt()
         self.network = self.build_network(self.hidden_channels).to(self.device)
-        self.network.hidden.set_statistics(maps)
+        self.network.hidden.set_statistics(mean, std)
 
     def state_dict(self) -> dict[str, Any]:
         if self.network is None:
@@ -323,7 +338,7 @@ class TrainedInterpreter(Explainer):
         per_forward = self.examples_per_forward(self.device)
         with torch.random.fork_rng(devices=rng_devices(torch.device(self.device))):
             torch.manual_seed(seed)
-            self._build(detector, fit_waves[:per_forward].to(self.device))
+            self._build(detector, fit_waves[:STATISTICS_CLIPS], per_forward)
         params = [p for p in self.network.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
         stopping, history, steps = EarlyStopping(self.network, budget), [], 0
