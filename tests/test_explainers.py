@@ -197,6 +197,50 @@ def test_smoothgrad_without_noise_is_saliency_and_noise_changes_it():
     assert not torch.allclose(noisy, sal)
 
 
+@pytest.mark.parametrize("name, params", [("smoothgrad", {"nt_samples": 5}), ("gradient_shap", {"n_samples": 5})])
+def test_noise_explainers_draw_the_same_noise_at_any_forward_bound(name, params):
+    """The forward bound splits the noisy copies into passes and must not choose their noise (Captum's
+    NoiseTunnel drew it per pass, so a CPU run at 16 and a GPU run at 512 explained with other noise)."""
+    det, batch = TinyConvDetector(), random_batch(3)
+    maps = [explain(name, det, batch, stdevs=0.5, max_examples_per_forward=k, **params).attribution
+            for k in (1, 4, 64)]
+    for other in maps[1:]:
+        torch.testing.assert_close(other, maps[0], rtol=1e-5, atol=1e-7)
+
+
+def test_smoothgrad_and_gradient_shap_match_their_definitions_with_the_same_draws():
+    """SmoothGrad: mean over copies of |d score / dx| at x + spread·ε; GradientSHAP from zeros: mean over copies of
+    (d + ε) · d score / dd at r·(d + ε), d = x / spread. ε ~ N(0, stdevs²) and r ~ U(0, 1) replayed from the same
+    seed in copy order (clip by clip), gradients by autograd."""
+    det, batch = TinyConvDetector(), random_batch(3)
+    n, stdevs = 4, 0.3
+    spread = batch.x.flatten(1).std(dim=1).reshape(-1, 1, 1, 1)
+    d = batch.x / spread
+
+    def grad_at(point: torch.Tensor, i: int) -> torch.Tensor:
+        point = point.clone().requires_grad_()
+        (g,) = torch.autograd.grad(det.score(point * spread[i:i + 1]).sum(), point)
+        return g
+
+    g = torch.Generator().manual_seed(0)
+    smooth = torch.stack([torch.stack([grad_at(d[i:i + 1] + stdevs * torch.randn(d.shape[1:], generator=g), i).abs()
+                                       for _ in range(n)]).mean(dim=0)[0] for i in range(len(d))]) / spread
+    torch.testing.assert_close(explain("smoothgrad", det, batch, nt_samples=n, stdevs=stdevs,
+                                       max_examples_per_forward=3).attribution, smooth[:, 0], rtol=1e-5, atol=1e-6)
+    g = torch.Generator().manual_seed(0)
+    points = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))
+    shap = []
+    for i in range(len(d)):
+        copies = []
+        for _ in range(n):
+            noisy = d[i:i + 1] + stdevs * torch.randn(d.shape[1:], generator=g)
+            copies.append(noisy * grad_at(torch.rand((), generator=points) * noisy, i))
+        shap.append(torch.stack(copies).mean(dim=0)[0, 0])
+    torch.testing.assert_close(explain("gradient_shap", det, batch, n_samples=n, stdevs=stdevs,
+                                       max_examples_per_forward=5).attribution, torch.stack(shap),
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_grad_cam_matches_a_hand_computation():
     det, batch = TinyConvDetector(), random_batch(3)
     x = batch.x.clone().requires_grad_()

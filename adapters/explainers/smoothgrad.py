@@ -5,7 +5,11 @@ The noise is `stdevs` times each clip's own spread (the standard deviation of it
 log10 grid, so SmoothGrad was indistinguishable from saliency on one grid and not the other.
 `noise="absolute"` takes `stdevs` in input units (the planer paper's setting, on its log10 grid). The
 relative form attributes z = x / spread through score(z · spread) and divides the gradient by the spread
-again, so the map is a gradient in input units either way."""
+again, so the map is a gradient in input units either way.
+
+The noise is drawn from the cell's generator on the host, one copy after another, and Captum's Saliency takes
+the gradients of the noisy copies in forwards of at most `examples_per_forward`: Captum's NoiseTunnel drew it
+from the device's generator in shapes set by that bound, so the map depended on the bound and the device."""
 from __future__ import annotations
 
 import torch
@@ -15,11 +19,12 @@ from benchmark.explainer import Explainer
 from benchmark.registry import explainers
 from benchmark.types import Batch, Explanation
 
-from ._captum import check_noise, clip_slices, global_rng_from, noise_spread, samples_per_forward
+from ._captum import check_noise, clip_slices, noise_spread
+from ._noise import host_noise
 
 
-@explainers.register("smoothgrad", summary="Captum NoiseTunnel(Saliency): mean |gradient| over noisy copies",
-                     version=2, needs={"gradients"}, stochastic=True,
+@explainers.register("smoothgrad", summary="Captum Saliency over noisy copies: mean |gradient|",
+                     version=3, needs={"gradients"}, stochastic=True,
                      test_params={"nt_samples": 3})
 class SmoothGrad(Explainer):
     """`stdevs`: the noise standard deviation, relative to each clip's spread (`noise="relative"`) or in
@@ -32,17 +37,19 @@ class SmoothGrad(Explainer):
         self.noise = check_noise("smoothgrad", noise)
 
     def explain(self, detector: Detector, batch: Batch, *, generator: torch.Generator) -> Explanation:
-        from captum.attr import NoiseTunnel, Saliency  # lazy: captum costs seconds at import
-        method = NoiseTunnel(Saliency(lambda z, spread: detector.score(z * spread)))
-        per_forward = self.examples_per_forward(batch.x.device)
-        maps = []
-        with global_rng_from(generator, batch.x.device), torch.enable_grad():
-            for rows in clip_slices(len(batch), per_forward):
-                x = batch.x[rows]
-                spread = noise_spread(x, self.noise)
-                grad_z = method.attribute(
-                    x / spread, nt_type="smoothgrad", nt_samples=self.nt_samples, stdevs=self.stdevs, abs=self.abs,
-                    nt_samples_batch_size=samples_per_forward(len(x), per_forward), additional_forward_args=(spread,))
-                maps.append((grad_z / spread).detach())  # d score / dx = (d score / dz) / spread
+        from captum.attr import Saliency  # lazy: captum costs seconds at import
+        method = Saliency(lambda z, spread: detector.score(z * spread))
+        spread = noise_spread(batch.x, self.noise)
+        z = (batch.x / spread).detach()
+        total = torch.zeros_like(z)
+        copies = torch.arange(len(z)).repeat_interleave(self.nt_samples)  # the clip of each noisy copy
+        with torch.enable_grad():
+            for rows in clip_slices(len(copies), self.examples_per_forward(z.device)):
+                clips = copies[rows].to(z.device)
+                noisy = z[clips] + host_noise(len(clips), z, self.stdevs, generator)
+                grads = method.attribute(noisy.requires_grad_(), abs=self.abs, additional_forward_args=(spread[clips],))
+                total.index_add_(0, clips, grads.detach())
         passes = float(self.nt_samples)
-        return Explanation(attribution=torch.cat(maps)[:, 0], forward_passes=passes, backward_passes=passes)
+        # d score / dx = (d score / dz) / spread, averaged over the copies
+        return Explanation(attribution=(total / self.nt_samples / spread)[:, 0], forward_passes=passes,
+                           backward_passes=passes)
