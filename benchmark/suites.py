@@ -94,13 +94,15 @@ def _merged(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _with_includes(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any], tuple[Path, ...]]:
+def _with_includes(path: Path, seen: tuple[Path, ...] = ()
+                   ) -> tuple[dict[str, Any], tuple[Path, ...], dict[str, Any]]:
     """The suite's raw table with its `include`d suite (a name or a path, itself possibly including one) merged
-    under it, and every file read. The included suite's name and description are not inherited."""
+    under it, every file read, and the file's own table. The included suite's name and description are not
+    inherited."""
     raw = _read(path)
     files = (*seen, path.resolve())
     if "include" not in raw:
-        return raw, files
+        return raw, files, raw
     include = raw.pop("include")
     if not isinstance(include, str):
         raise BenchmarkError(f"suite file '{path}': include must be a suite name or a path to a .toml file")
@@ -108,10 +110,10 @@ def _with_includes(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str, A
         else path.parent / include
     if base_path.resolve() in files:
         raise BenchmarkError(f"suite file '{path}': include {include!r} includes itself (an include circle)")
-    base, files = _with_includes(base_path, files)
+    base, files, _ = _with_includes(base_path, files)
     for key in ("name", "description"):
         base.pop(key, None)
-    return _merged(base, raw), files
+    return _merged(base, raw), files, raw
 
 
 def _all(kind: str, value: Any) -> Any:
@@ -123,7 +125,9 @@ def _all(kind: str, value: Any) -> Any:
 
 def load_suite(suite: str) -> Suite:
     path = suite_path(suite)
-    raw, files = _with_includes(path)
+    raw, files, own = _with_includes(path)
+    # this file sets the seeds over an included suite's explained seeds: it narrows them, as `--seeds` does
+    narrows = "seeds" in own and "seeds" not in (own.get("evaluate") or {})
     raw["explainers"] = _all("explainer", raw.get("explainers"))
     raw["detectors"] = _all("detector", raw.get("detectors"))
     for key in ("datasets", "detectors", "explainers"):
@@ -145,7 +149,7 @@ def load_suite(suite: str) -> Suite:
     explain_seeds = evaluate.pop("seeds", None)
     if explain_seeds is not None:
         explain_seeds = _seed_list(explain_seeds, f"suite file '{path}': [evaluate] seeds")
-        explain_seeds = _explained_of(explain_seeds, seeds, _read(path), path)
+        explain_seeds = _explained_of(explain_seeds, seeds, narrows, path)
     if evaluate["clips"] not in ("anomalous", "all"):
         raise BenchmarkError(f"suite file '{path}': [evaluate] clips must be 'anomalous' or 'all'")
     for key, least in EVALUATE_LEAST.items():
@@ -168,12 +172,12 @@ def load_suite(suite: str) -> Suite:
     )
 
 
-def _explained_of(explain_seeds: list[int], seeds: list[int], own: dict[str, Any], path: Path) -> list[int]:
+def _explained_of(explain_seeds: list[int], seeds: list[int], narrows: bool, path: Path) -> list[int]:
     """The explained seeds among `seeds`. A file that sets `seeds` over an included suite's `[evaluate] seeds`
     narrows them, as `--seeds` does (`include = "full"` with `seeds = [0]` explains seed 0); one file that lists
     an explained seed it does not train contradicts itself."""
     kept = [s for s in explain_seeds if s in seeds]
-    if "seeds" in own and "seeds" not in (own.get("evaluate") or {}):
+    if narrows:
         if not kept:
             raise BenchmarkError(f"suite file '{path}': seeds {seeds} include none of the explained seeds "
                                  f"{explain_seeds} ([evaluate] seeds of the included suite), so no explainer would "
